@@ -1,0 +1,361 @@
+"""Market models: the meaning and validation of the scenario generators' parameters.
+
+Each model is a frozen dataclass that validates on construction and converts to the plain
+record the numba kernels use (``to_spec()``). Simulate with
+:func:`marginlab.simulate.simulate_paths` and its reductions.
+
+Units: ``GBM`` and ``MertonJump`` take annualised parameters (time in years; one day is
+1/365 since crypto trades every day). ``GARCH`` is a per-step model of decimal log returns
+(``step`` years per step, daily by default). Parameter names follow the literature and the
+``arch`` package (``omega``, ``alpha``, ``beta``, ``gamma``, ``nu``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from marginlab.simulate.specs import (
+    DIST_BOOTSTRAP,
+    DIST_NORMAL,
+    DIST_T,
+    GARCHSpec,
+    JumpDiffusionSpec,
+)
+
+from ._validate import as_param, broadcast_params, check_corr, check_real, corr_factor, freeze
+
+__all__ = ["GBM", "MertonJump", "GARCH", "Bootstrap"]
+
+
+def _setup(obj: Any, params: dict[str, np.ndarray], corr: Any) -> int:
+    """Broadcast parameters to n_assets, validate corr, freeze everything onto ``obj``."""
+    n_corr = None
+    if corr is not None:
+        c = np.asarray(corr)
+        n_corr = c.shape[0] if c.ndim == 2 else None
+    n = broadcast_params(params, n_corr)
+    for name, arr in params.items():
+        object.__setattr__(obj, name, freeze(arr, n))
+    c = np.eye(n) if corr is None else check_corr(corr, n)
+    if corr is None:
+        c.flags.writeable = False
+    object.__setattr__(obj, "corr", c)
+    return n
+
+
+@dataclass(frozen=True, eq=False)
+class GBM:
+    r"""Correlated geometric Brownian motion.
+
+    Parameters
+    ----------
+    mu : float or array_like, shape (n_assets,)
+        Annualised drift: :math:`E[S_T] = S_0 e^{\mu T}`.
+    sigma : float or array_like, shape (n_assets,)
+        Annualised volatility, >= 0 (0.6 is 60 % a year).
+    corr : array_like, shape (n_assets, n_assets), optional
+        Correlation of the Brownian motions: symmetric, unit diagonal, positive
+        semi-definite. Default: independent assets.
+
+    Notes
+    -----
+    .. math:: \log S_{t+\Delta} = \log S_t + (\mu - \sigma^2/2)\Delta + \sigma\sqrt{\Delta} Z,
+              \quad Z \sim N(0, \Sigma_\rho)
+
+    The scheme is exact in distribution for any step.
+
+    Examples
+    --------
+    >>> GBM(mu=0.0, sigma=[0.6, 0.8], corr=[[1.0, 0.7], [0.7, 1.0]]).n_assets
+    2
+    """
+
+    mu: Any
+    sigma: Any
+    corr: Any = None
+
+    def __post_init__(self) -> None:
+        params = {
+            "mu": as_param("mu", self.mu),
+            "sigma": as_param("sigma", self.sigma, low=0.0),
+        }
+        _setup(self, params, self.corr)
+
+    @property
+    def n_assets(self) -> int:
+        """Number of assets."""
+        return self.mu.size
+
+    def to_spec(self) -> JumpDiffusionSpec:
+        """The kernel record (a jump diffusion without jumps)."""
+        zero = np.zeros(self.n_assets)
+        return JumpDiffusionSpec(self.mu, self.sigma, zero, zero, zero, corr_factor(self.corr))
+
+    def expected_price(self, s0: Any, t: float) -> np.ndarray:
+        """:math:`E[S_t] = S_0 e^{\\mu t}` for ``t`` in years."""
+        return np.asarray(s0, dtype=float) * np.exp(self.mu * t)
+
+
+@dataclass(frozen=True, eq=False)
+class MertonJump:
+    r"""Merton (1976) jump diffusion: GBM plus compensated compound-Poisson lognormal jumps.
+
+    Parameters
+    ----------
+    mu : float or array_like
+        Annualised drift of the price, jumps included: :math:`E[S_T] = S_0 e^{\mu T}`
+        (with ``mu = r`` this is Merton's risk-neutral model).
+    sigma : float or array_like
+        Annualised diffusion volatility, >= 0.
+    lam : float or array_like
+        Jump intensity, expected jumps per year, >= 0.
+    jump_mean, jump_std : float or array_like
+        Mean and standard deviation (>= 0) of the log jump size :math:`Y \sim N(m, s^2)`.
+    corr : array_like, optional
+        Correlation of the diffusions. Jump processes are independent across assets.
+
+    Notes
+    -----
+    .. math:: \log S_{t+\Delta} = \log S_t + (\mu - \sigma^2/2 - \lambda\kappa)\Delta
+              + \sigma\sqrt{\Delta} Z + \sum_{j=1}^{N_\Delta} Y_j,
+              \quad \kappa = e^{m + s^2/2} - 1,\ N_\Delta \sim \mathrm{Poisson}(\lambda\Delta)
+
+    Exact in distribution for any step. Given ``k`` jumps in a step, their sum is drawn as
+    :math:`k m + s\sqrt{k} Z'`.
+    """
+
+    mu: Any
+    sigma: Any
+    lam: Any
+    jump_mean: Any
+    jump_std: Any
+    corr: Any = None
+
+    def __post_init__(self) -> None:
+        params = {
+            "mu": as_param("mu", self.mu),
+            "sigma": as_param("sigma", self.sigma, low=0.0),
+            "lam": as_param("lam", self.lam, low=0.0),
+            "jump_mean": as_param("jump_mean", self.jump_mean),
+            "jump_std": as_param("jump_std", self.jump_std, low=0.0),
+        }
+        _setup(self, params, self.corr)
+
+    @property
+    def n_assets(self) -> int:
+        """Number of assets."""
+        return self.mu.size
+
+    @property
+    def kappa(self) -> np.ndarray:
+        """Mean relative jump size :math:`E[e^Y] - 1`."""
+        return np.expm1(self.jump_mean + 0.5 * self.jump_std**2)
+
+    def to_spec(self) -> JumpDiffusionSpec:
+        """The kernel record."""
+        return JumpDiffusionSpec(self.mu, self.sigma, self.lam, self.jump_mean, self.jump_std,
+                                 corr_factor(self.corr))
+
+
+@dataclass(frozen=True, eq=False)
+class Bootstrap:
+    """Empirical innovations for filtered historical simulation (FHS).
+
+    Pass as ``GARCH(..., dist=Bootstrap(residuals))``: each step's standardised innovation
+    vector is a row drawn uniformly, with replacement, from ``residuals``. Rows are drawn
+    jointly across assets, which keeps their cross-sectional dependence.
+
+    Parameters
+    ----------
+    residuals : array_like, shape (n_obs,) or (n_obs, n_assets)
+        Standardised residuals, e.g. ``eps_t / sigma_t`` from a fitted GARCH model.
+    standardize : bool, default True
+        Demean each column and scale it to unit variance (population), so that the GARCH
+        recursion's variance is exact. Set False to use the rows as given.
+    """
+
+    residuals: Any
+    standardize: bool = True
+    n_assets: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            r = np.array(self.residuals, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError("residuals must be an array of real numbers") from None
+        if r.ndim == 1:
+            r = r[:, None]
+        if r.ndim != 2:
+            raise ValueError(f"residuals must be 1-D or 2-D (n_obs, n_assets), got shape "
+                             f"{r.shape}")
+        if r.shape[0] < 2:
+            raise ValueError(f"residuals must have at least 2 rows, got {r.shape[0]}")
+        bad = ~np.isfinite(r)
+        if np.any(bad):
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(f"residuals must be finite, got {r[i, j]!r} at row {i}, column {j}")
+        if self.standardize:
+            r = r - r.mean(axis=0)
+            sd = r.std(axis=0)
+            if np.any(sd == 0.0):
+                raise ValueError("residuals has a constant column; it cannot be standardised")
+            r = r / sd
+        r.flags.writeable = False
+        object.__setattr__(self, "residuals", r)
+        object.__setattr__(self, "n_assets", r.shape[1])
+
+    def negative_second_moment(self) -> np.ndarray:
+        """:math:`E[z^2 1\\{z < 0\\}]` per asset, the GJR term's weight in the persistence."""
+        r = self.residuals
+        return np.mean(np.where(r < 0.0, r * r, 0.0), axis=0)
+
+
+@dataclass(frozen=True, eq=False)
+class GARCH:
+    r"""GJR-GARCH(1,1) per step, with constant conditional correlation across assets.
+
+    Parameters
+    ----------
+    omega : float or array_like
+        Variance intercept per step (decimal returns), > 0.
+    alpha : float or array_like
+        ARCH coefficient, >= 0.
+    beta : float or array_like
+        GARCH coefficient, >= 0.
+    gamma : float or array_like, default 0.0
+        Leverage (GJR) coefficient; ``alpha + gamma >= 0``. Positive ``gamma`` makes
+        negative returns raise volatility more.
+    mu : float or array_like, default 0.0
+        Mean log return per step.
+    dist : {"normal", "t"} or Bootstrap, default "normal"
+        Innovations: standard normal; Student-t with ``nu`` degrees of freedom scaled to unit
+        variance (multivariate t with one mixing variable per step when there are several
+        assets); or resampled standardised residuals (filtered historical simulation).
+    nu : float, optional
+        Degrees of freedom, > 2, required for ``dist="t"`` and only then.
+    sigma2_0 : float or array_like, optional
+        Conditional variance of the first simulated step. Default: the unconditional
+        variance ``omega / (1 - persistence)``.
+    corr : array_like, optional
+        Correlation of the innovations (not allowed with ``Bootstrap``, whose rows carry
+        their own dependence).
+    step : float, default 1/365
+        Length of one step in years; ``simulate_paths`` requires ``dt == step``.
+
+    Notes
+    -----
+    .. math::
+        r_t = \mu + \varepsilon_t, \quad \varepsilon_t = \sigma_t z_t, \quad
+        \sigma_t^2 = \omega + (\alpha + \gamma 1[\varepsilon_{t-1} < 0])\varepsilon_{t-1}^2
+                     + \beta \sigma_{t-1}^2
+
+    Prices follow :math:`S_t = S_{t-1} e^{r_t}`. Covariance stationarity requires the
+    persistence :math:`\alpha + \beta + \gamma E[z^2 1\{z<0\}] < 1`, where the expectation is
+    1/2 for the symmetric normal and t innovations. Unconditional variance
+    :math:`\omega / (1 - \text{persistence})`; for normal innovations and
+    :math:`\gamma = 0` the kurtosis of :math:`\varepsilon` is
+    :math:`3(1 - (\alpha+\beta)^2) / (1 - (\alpha+\beta)^2 - 2\alpha^2)`.
+
+    ``arch`` fits on percent returns: its ``omega`` is ours times 1e4 and its ``mu`` ours
+    times 100; ``alpha``, ``beta``, ``gamma`` and ``nu`` are the same.
+    """
+
+    omega: Any
+    alpha: Any
+    beta: Any
+    gamma: Any = 0.0
+    mu: Any = 0.0
+    dist: Any = "normal"
+    nu: Any = None
+    sigma2_0: Any = None
+    corr: Any = None
+    step: float = 1.0 / 365.0
+
+    def __post_init__(self) -> None:
+        params = {
+            "omega": as_param("omega", self.omega, low=0.0, low_open=True),
+            "alpha": as_param("alpha", self.alpha, low=0.0),
+            "beta": as_param("beta", self.beta, low=0.0),
+            "gamma": as_param("gamma", self.gamma),
+            "mu": as_param("mu", self.mu),
+        }
+        if self.sigma2_0 is not None:
+            params["sigma2_0"] = as_param("sigma2_0", self.sigma2_0, low=0.0, low_open=True)
+        check_real("step", self.step, low=0.0, low_open=True)
+        dist = self.dist
+        if isinstance(dist, Bootstrap):
+            if self.corr is not None:
+                raise ValueError("corr must be None with Bootstrap innovations: the resampled "
+                                 "rows carry the dependence between assets")
+            n_hint = dist.n_assets
+        elif dist in ("normal", "t"):
+            n_hint = None
+        else:
+            raise ValueError(f"dist must be 'normal', 't' or a Bootstrap, got {dist!r}")
+        if dist == "t":
+            if self.nu is None:
+                raise ValueError("nu (degrees of freedom, > 2) is required with dist='t'")
+            object.__setattr__(self, "nu", check_real("nu", self.nu, low=2.0, low_open=True))
+        elif self.nu is not None:
+            raise ValueError(f"nu={self.nu!r} is only meaningful with dist='t', got dist="
+                             f"{dist if isinstance(dist, str) else 'Bootstrap'!r}")
+        if n_hint is not None:
+            c = np.eye(n_hint)
+        else:
+            c = self.corr
+        sizes = {k: v.size for k, v in params.items() if v.size != 1}
+        if isinstance(dist, Bootstrap) and sizes and set(sizes.values()) != {n_hint}:
+            raise ValueError(f"Bootstrap residuals have {n_hint} columns but the parameters "
+                             f"describe {max(sizes.values())} assets")
+        n = _setup(self, params, c)
+        if isinstance(dist, Bootstrap) and dist.n_assets != n:
+            raise ValueError(f"Bootstrap residuals have {dist.n_assets} columns but the "
+                             f"parameters describe {n} assets")
+        if self.corr is None and not isinstance(dist, Bootstrap):
+            object.__setattr__(self, "corr", np.eye(n))
+        lev = self.alpha + self.gamma
+        if np.any(lev < 0.0):
+            raise ValueError(f"alpha + gamma must be >= 0 (variance stays positive), got "
+                             f"{lev!r}")
+        pers = self.persistence
+        if np.any(pers >= 1.0):
+            raise ValueError(
+                "GARCH is not covariance stationary: persistence alpha + beta + "
+                f"gamma E[z^2 1(z<0)] must be < 1, got {pers!r}"
+            )
+        if self.sigma2_0 is None:
+            object.__setattr__(self, "sigma2_0", freeze(self.unconditional_variance, n))
+
+    @property
+    def n_assets(self) -> int:
+        """Number of assets."""
+        return self.mu.size
+
+    @property
+    def persistence(self) -> np.ndarray:
+        """:math:`\\alpha + \\beta + \\gamma E[z^2 1\\{z<0\\}]` per asset."""
+        if isinstance(self.dist, Bootstrap):
+            neg = self.dist.negative_second_moment()
+        else:
+            neg = 0.5
+        return self.alpha + self.beta + self.gamma * neg
+
+    @property
+    def unconditional_variance(self) -> np.ndarray:
+        """Per-step unconditional variance :math:`\\omega / (1 - \\text{persistence})`."""
+        return self.omega / (1.0 - self.persistence)
+
+    def to_spec(self) -> GARCHSpec:
+        """The kernel record."""
+        n = self.n_assets
+        if isinstance(self.dist, Bootstrap):
+            code, nu, res = DIST_BOOTSTRAP, 0.0, self.dist.residuals
+        elif self.dist == "t":
+            code, nu, res = DIST_T, float(self.nu), np.empty((0, n))
+        else:
+            code, nu, res = DIST_NORMAL, 0.0, np.empty((0, n))
+        return GARCHSpec(self.omega, self.alpha, self.beta, self.gamma, self.mu, self.sigma2_0,
+                         corr_factor(self.corr), code, nu, res, float(self.step))

@@ -1,0 +1,238 @@
+"""Random streams for the kernels: xoshiro256++ with one stream per (seed, block).
+
+Design (after numpy's ``SeedSequence`` and SPEC 7):
+
+* A user ``seed`` (int, ``np.random.SeedSequence`` or ``None``) is turned once into a
+  256-bit key by ``SeedSequence.generate_state``.
+* Paths are generated in fixed blocks of :data:`BLOCK_PATHS` paths. Block ``b`` draws from
+  its own xoshiro256++ stream whose state is a SplitMix64 hash of (key, b). Which thread or
+  which machine runs a block therefore never changes a single bit of its paths.
+* The generator state lives in a 4-tuple of ``uint64`` that kernels thread through calls
+  (``x, st = normal(st)``), so LLVM keeps it in registers. Kernels never touch numba's
+  global ``np.random`` state.
+
+Variates: uniforms on [0, 1) with 53 random bits; standard normals by the 256-layer
+ziggurat of Marsaglia and Tsang (2000) in numpy's formulation (one 64-bit draw for 99 % of
+variates); gamma by Marsaglia and Tsang (2000); Poisson by inversion (small means, as in one
+time step of a jump process).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import uint64
+
+from ._numba import inline_kernel, kernel
+
+__all__ = ["BLOCK_PATHS", "seed_key", "block_state"]
+
+BLOCK_PATHS = 256
+"""Paths per random-stream block. Part of the reproducibility contract: changing it changes
+every simulated number, so it is a constant, not an option."""
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_U53 = 1.0 / 9007199254740992.0  # 2**-53
+
+
+def seed_key(seed: int | np.random.SeedSequence | None) -> np.ndarray:
+    """Turn a user seed into the 256-bit key from which every block stream is derived.
+
+    Parameters
+    ----------
+    seed : int, numpy.random.SeedSequence or None
+        A non-negative integer, a ``SeedSequence`` (its entropy and spawn key are used) or
+        ``None`` for fresh OS entropy (not reproducible).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint64`` array of length 4.
+    """
+    if isinstance(seed, np.random.SeedSequence):
+        ss = seed
+    elif seed is None:
+        ss = np.random.SeedSequence()
+    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"seed must be a non-negative int, a numpy.random.SeedSequence or None, "
+            f"got {type(seed).__name__} {seed!r}"
+        )
+    elif seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    else:
+        ss = np.random.SeedSequence(int(seed))
+    return ss.generate_state(4, np.uint64)
+
+
+# --------------------------------------------------------------------------- xoshiro256++
+@inline_kernel
+def _rotl(x, k):
+    return (x << uint64(k)) | (x >> uint64(64 - k))
+
+
+@inline_kernel
+def _mix64(z):
+    # SplitMix64 finaliser (Steele, Lea and Flood 2014).
+    z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
+    return z ^ (z >> uint64(31))
+
+
+@kernel
+def block_state(key, block):
+    """xoshiro256++ state of stream ``block`` under ``key`` (a 4-tuple of uint64)."""
+    h = _mix64(uint64(block) ^ key[0])
+    s0 = _mix64(key[0] ^ (h + uint64(0x9E3779B97F4A7C15)))
+    s1 = _mix64(key[1] ^ (h + uint64(0x3C6EF372FE94F82A)))
+    s2 = _mix64(key[2] ^ (h + uint64(0xDAA66D2C7DDF743F)))
+    s3 = _mix64(key[3] ^ (h + uint64(0x78DDE6E5FD29F054)))
+    if (s0 | s1 | s2 | s3) == uint64(0):  # the one forbidden state
+        s0 = uint64(1)
+    return (s0, s1, s2, s3)
+
+
+@inline_kernel
+def next_u64(st):
+    """One xoshiro256++ output (Blackman and Vigna 2019) and the advanced state."""
+    s0, s1, s2, s3 = st
+    result = _rotl(s0 + s3, 23) + s0
+    t = s1 << uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    return result, (s0, s1, s2, s3)
+
+
+@inline_kernel
+def uniform(st):
+    """Uniform on [0, 1) with 53 random bits."""
+    r, st = next_u64(st)
+    return np.int64(r >> uint64(11)) * _U53, st
+
+
+# --------------------------------------------------------------------------- ziggurat normal
+def _ziggurat_tables(n=256, r=3.6541528853610088, v=4.92867323399e-3):
+    """Marsaglia-Tsang ziggurat tables for the standard normal, 52-bit layout as numpy's."""
+    m1 = 2.0**52
+
+    def f(x):
+        return math.exp(-0.5 * x * x)
+
+    ki = np.zeros(n, np.int64)
+    wi = np.zeros(n)
+    fi = np.zeros(n)
+    dn = tn = r
+    q = v / f(dn)
+    ki[0] = int((dn / q) * m1)
+    wi[0] = q / m1
+    wi[n - 1] = dn / m1
+    fi[0] = 1.0
+    fi[n - 1] = f(dn)
+    for i in range(n - 2, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(v / dn + f(dn)))
+        ki[i + 1] = int((dn / tn) * m1)
+        tn = dn
+        fi[i] = f(dn)
+        wi[i] = dn / m1
+    return ki, wi, fi, r
+
+
+_KI, _WI, _FI, _ZIG_R = _ziggurat_tables()
+_ZIG_INV_R = 1.0 / _ZIG_R
+
+
+@kernel
+def _normal_slow(rabs, idx, x, st):
+    # Rare branch of the ziggurat: the base strip's tail, or a wedge test; else redraw.
+    while True:
+        if idx == 0:
+            while True:
+                u, st = uniform(st)
+                v, st = uniform(st)
+                xx = -_ZIG_INV_R * math.log1p(-u)
+                yy = -math.log1p(-v)
+                if yy + yy > xx * xx:
+                    if (rabs >> 8) & 1:
+                        return -(_ZIG_R + xx), st
+                    return _ZIG_R + xx, st
+        else:
+            u, st = uniform(st)
+            if (_FI[idx - 1] - _FI[idx]) * u + _FI[idx] < math.exp(-0.5 * x * x):
+                return x, st
+        r, st = next_u64(st)
+        idx = np.intp(r & uint64(0xFF))
+        r >>= uint64(8)
+        rabs = np.int64((r >> uint64(1)) & uint64(0x000FFFFFFFFFFFFF))
+        x = rabs * _WI[idx]
+        if r & uint64(1):
+            x = -x
+        if rabs < _KI[idx]:
+            return x, st
+
+
+@inline_kernel
+def normal(st):
+    """Standard normal variate by the ziggurat; ~99 % of calls use one 64-bit draw."""
+    r, st = next_u64(st)
+    idx = np.intp(r & uint64(0xFF))
+    r >>= uint64(8)
+    rabs = np.int64((r >> uint64(1)) & uint64(0x000FFFFFFFFFFFFF))
+    x = rabs * _WI[idx]
+    if r & uint64(1):
+        x = -x
+    if rabs < _KI[idx]:
+        return x, st
+    return _normal_slow(rabs, idx, x, st)
+
+
+@kernel
+def gamma(shape, st):
+    """Gamma(shape, 1) variate, shape >= 1, by Marsaglia and Tsang (2000)."""
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        v = -1.0
+        x = 0.0
+        while v <= 0.0:
+            x, st = normal(st)
+            v = 1.0 + c * x
+        v = v * v * v
+        u, st = uniform(st)
+        if u < 1.0 - 0.0331 * (x * x) * (x * x):
+            return d * v, st
+        if math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+            return d * v, st
+
+
+@inline_kernel
+def poisson_small(mean, exp_neg_mean, st):
+    """Poisson(mean) by sequential inversion; fast when ``mean`` is small (one uniform when 0).
+
+    ``exp_neg_mean`` is ``exp(-mean)``, precomputed by the caller.
+    """
+    u, st = uniform(st)
+    p = exp_neg_mean
+    cdf = p
+    k = 0
+    while u > cdf and k < 10000:
+        k += 1
+        p *= mean / k
+        cdf += p
+        if p == 0.0 and cdf < u:  # rounding left u above the reachable cdf
+            break
+    return k, st
+
+
+@inline_kernel
+def randbelow(n, st):
+    """Uniform integer in [0, n) (53-bit float method, bias below n / 2**53)."""
+    u, st = uniform(st)
+    k = np.int64(u * n)
+    if k >= n:
+        k = n - 1
+    return k, st
