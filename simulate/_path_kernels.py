@@ -10,12 +10,18 @@ antithetic variates, else 1) in path order; per unit, per step: the ``n_assets``
 normals, then the model's other variates (jumps per asset; chi-square or bootstrap row).
 Antithetic partners use the negated normals and share every other variate.
 
-Outputs, by ``mode``:
-``MODE_PATHS`` writes log-price increments' running sums into ``paths`` then turns them into
-prices in place (``S_t = s0 * exp(L_t)``, so ``S_0 == s0`` exactly); ``MODE_TERMINAL`` writes
-``S_T`` into ``term``; ``MODE_EXTREMES`` also the running minimum and maximum of ``S_t`` over
-``t = 0..n_steps`` into ``lo`` and ``hi``. The reductions use the same arithmetic as the full
-paths, so they equal ``paths[:, -1]``, ``paths.min(axis=1)`` and ``paths.max(axis=1)``.
+Outputs, by ``mode``: ``MODE_PATHS`` writes the running log-price increments ``L_t`` into
+``paths`` then turns each path into prices in place (``S_t = s0 * exp(L_t)`` with the
+vectorised exp of :mod:`._vmath`; ``L_0 = 0`` so ``S_0 == s0`` exactly); ``MODE_TERMINAL``
+writes ``S_T`` into ``term``; ``MODE_EXTREMES`` also the running minimum and maximum of
+``S_t`` over ``t = 0..n_steps`` into ``lo`` and ``hi``. The reductions use the same arithmetic
+(``exp1`` is bit-identical to the vector exp), so they equal ``paths[:, -1]``,
+``paths.min(axis=1)`` and ``paths.max(axis=1)``.
+
+Performance note: per-step code calls no helper that takes arrays. numba reference-counts
+arrays passed to functions with atomic operations, which made such calls (even inlined ones)
+cost more than the random variate itself. Helpers here take scalars and tuples only, or run
+once per path.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import math
 
 import numpy as np
 
-from ._numba import inline_kernel, kernel, parallel_kernel, prange
+from ._numba import kernel, parallel_kernel, prange
+from ._vmath import exp1, exp_inplace
 from .rng import BLOCK_PATHS, block_state, gamma, normal, poisson_small, randbelow
 
 MODE_PATHS = 0
@@ -32,60 +39,45 @@ MODE_TERMINAL = 1
 MODE_EXTREMES = 2
 
 
-@inline_kernel
-def _correlate(z, chol, zc):
-    n = z.shape[0]
-    if n == 1:
-        zc[0] = z[0] * chol[0, 0]
-        return
-    for i in range(n):
-        acc = 0.0
-        for j in range(n):
-            acc += chol[i, j] * z[j]
-        zc[i] = acc
-
-
-@inline_kernel
-def _block_range(b, first, n):
-    lo = b * BLOCK_PATHS
-    hi = min(lo + BLOCK_PATHS, first + n)
-    return lo, hi
-
-
-@inline_kernel
-def _record(mode, paths, row, t, L, j, lmin, lmax):
-    # Store the running log price of member j at step t (paths mode) or its extremes.
+@kernel
+def _finish_path(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax, tmp):
+    # Once per path: turn member j's log-price record into prices.
     n_assets = L.shape[1]
-    if mode == MODE_PATHS:
-        if row >= 0:
-            for a in range(n_assets):
-                paths[row, t, a] = L[j, a]
-    elif mode == MODE_EXTREMES:
-        for a in range(n_assets):
-            if L[j, a] < lmin[j, a]:
-                lmin[j, a] = L[j, a]
-            if L[j, a] > lmax[j, a]:
-                lmax[j, a] = L[j, a]
-
-
-@inline_kernel
-def _finish(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax):
-    # Turn the log-price record of member j into prices.
-    n_assets = L.shape[1]
-    if row < 0:
-        return
     if mode == MODE_PATHS:
         n_t = paths.shape[1]
+        exp_inplace(paths[row].reshape(n_t * n_assets), tmp)
         for t in range(n_t):
             for a in range(n_assets):
-                paths[row, t, a] = s0[a] * math.exp(paths[row, t, a])
+                paths[row, t, a] = s0[a] * paths[row, t, a]
     else:
         for a in range(n_assets):
-            term[row, a] = s0[a] * math.exp(L[j, a])
+            term[row, a] = s0[a] * exp1(L[j, a])
         if mode == MODE_EXTREMES:
             for a in range(n_assets):
-                lo[row, a] = s0[a] * math.exp(lmin[j, a])
-                hi[row, a] = s0[a] * math.exp(lmax[j, a])
+                lo[row, a] = s0[a] * exp1(lmin[j, a])
+                hi[row, a] = s0[a] * exp1(lmax[j, a])
+
+
+@kernel
+def _finish_path_1(mode, s0, paths, term, lo, hi, row, L, lmin, lmax, tmp):
+    # Single-asset twin of _finish_path with the state in scalars.
+    if mode == MODE_PATHS:
+        n_t = paths.shape[1]
+        exp_inplace(paths[row].reshape(n_t), tmp)
+        for t in range(n_t):
+            paths[row, t, 0] = s0 * paths[row, t, 0]
+    else:
+        term[row, 0] = s0 * exp1(L)
+        if mode == MODE_EXTREMES:
+            lo[row, 0] = s0 * exp1(lmin)
+            hi[row, 0] = s0 * exp1(lmax)
+
+
+@kernel
+def _member_rows(p, pair, first, p_hi):
+    r0 = p - first if p >= first else -1
+    r1 = p + 1 - first if (pair == 2 and p + 1 >= first and p + 1 < p_hi) else -1
+    return r0, r1
 
 
 @parallel_kernel
@@ -98,12 +90,20 @@ def jump_diffusion_kernel(
     sigma sqrt(dt); ``lam_dt`` the expected jumps per step."""
     b_first = first // BLOCK_PATHS
     n_blocks = (first + n - 1) // BLOCK_PATHS - b_first + 1
+    one = drift.shape[0] == 1
     for ib in prange(n_blocks):
-        _jump_diffusion_block(
-            b_first + ib, key, first, n, n_steps, pair, mode,
-            drift, vol, chol, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
-            s0, paths, term, lo, hi,
-        )  # fmt: skip
+        if one:
+            _jump_diffusion_block_1(
+                b_first + ib, key, first, n, n_steps, pair, mode,
+                drift[0], vol[0], chol[0, 0], lam_dt[0], exp_neg_lam_dt[0], jump_mean[0],
+                jump_std[0], s0[0], paths, term, lo, hi,
+            )  # fmt: skip
+        else:
+            _jump_diffusion_block(
+                b_first + ib, key, first, n, n_steps, pair, mode,
+                drift, vol, chol, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
+                s0, paths, term, lo, hi,
+            )  # fmt: skip
 
 
 @kernel
@@ -113,45 +113,125 @@ def _jump_diffusion_block(
     s0, paths, term, lo, hi,
 ):  # fmt: skip
     n_assets = drift.shape[0]
+    any_jumps = False
+    for a in range(n_assets):
+        if lam_dt[a] > 0.0:
+            any_jumps = True
     st = block_state(key, b)
     z = np.empty(n_assets)
     zc = np.empty(n_assets)
+    jp = np.zeros(n_assets)
+    jn = np.zeros(n_assets)
     L = np.zeros((pair, n_assets))
     lmin = np.zeros((pair, n_assets))
     lmax = np.zeros((pair, n_assets))
-    p_lo, p_hi = _block_range(b, first, n)
+    rows = np.empty(pair, np.int64)
+    tmp = np.empty(paths.shape[1] * n_assets)
+    p_lo = b * BLOCK_PATHS
+    p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
-        L[:] = 0.0
-        lmin[:] = 0.0
-        lmax[:] = 0.0
         for j in range(pair):
-            row = p + j - first if (p + j >= first and p + j < p_hi) else -1
-            _record(mode, paths, row, 0, L, j, lmin, lmax)
+            q = p + j
+            rows[j] = q - first if (q >= first and q < p_hi) else -1
+            for a in range(n_assets):
+                L[j, a] = 0.0
+                lmin[j, a] = 0.0
+                lmax[j, a] = 0.0
+                if mode == MODE_PATHS and rows[j] >= 0:
+                    paths[rows[j], 0, a] = 0.0
         for t in range(1, n_steps + 1):
             for a in range(n_assets):
                 z[a], st = normal(st)
-            _correlate(z, chol, zc)
+            if n_assets == 1:
+                zc[0] = chol[0, 0] * z[0]
+            else:
+                for i in range(n_assets):
+                    acc = 0.0
+                    for k in range(n_assets):
+                        acc += chol[i, k] * z[k]
+                    zc[i] = acc
+            if any_jumps:
+                for a in range(n_assets):
+                    jp[a] = 0.0
+                    jn[a] = 0.0
+                    if lam_dt[a] > 0.0:
+                        kj, st = poisson_small(lam_dt[a], exp_neg_lam_dt[a], st)
+                        if kj > 0:
+                            zj, st = normal(st)
+                            base = kj * jump_mean[a]
+                            spread = jump_std[a] * math.sqrt(kj) * zj
+                            jp[a] = base + spread
+                            jn[a] = base - spread
             for a in range(n_assets):
                 dz = vol[a] * zc[a]
-                jump_pos = 0.0
-                jump_neg = 0.0
-                if lam_dt[a] > 0.0:
-                    k, st = poisson_small(lam_dt[a], exp_neg_lam_dt[a], st)
-                    if k > 0:
-                        zj, st = normal(st)
-                        base = k * jump_mean[a]
-                        spread = jump_std[a] * math.sqrt(k) * zj
-                        jump_pos = base + spread
-                        jump_neg = base - spread
-                L[0, a] += drift[a] + dz + jump_pos
+                L[0, a] += drift[a] + dz + jp[a]
                 if pair == 2:
-                    L[1, a] += drift[a] - dz + jump_neg
-            for j in range(pair):
-                row = p + j - first if (p + j >= first and p + j < p_hi) else -1
-                _record(mode, paths, row, t, L, j, lmin, lmax)
+                    L[1, a] += drift[a] - dz + jn[a]
+            if mode == MODE_PATHS:
+                for j in range(pair):
+                    if rows[j] >= 0:
+                        for a in range(n_assets):
+                            paths[rows[j], t, a] = L[j, a]
+            elif mode == MODE_EXTREMES:
+                for j in range(pair):
+                    for a in range(n_assets):
+                        lmin[j, a] = min(lmin[j, a], L[j, a])
+                        lmax[j, a] = max(lmax[j, a], L[j, a])
         for j in range(pair):
-            row = p + j - first if (p + j >= first and p + j < p_hi) else -1
-            _finish(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax)
+            if rows[j] >= 0:
+                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp)
+
+
+@kernel
+def _jump_diffusion_block_1(
+    b, key, first, n, n_steps, pair, mode,
+    drift, vol, c00, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
+    s0, paths, term, lo, hi,
+):  # fmt: skip
+    # One asset: the same draws and arithmetic as _jump_diffusion_block, with the state in
+    # registers (array loads and stores in the step loop cost more than the variates).
+    st = block_state(key, b)
+    tmp = np.empty(paths.shape[1])
+    p_lo = b * BLOCK_PATHS
+    p_hi = min(p_lo + BLOCK_PATHS, first + n)
+    for p in range(p_lo, p_hi, pair):
+        r0, r1 = _member_rows(p, pair, first, p_hi)
+        L0 = L1 = lo0 = lo1 = hi0 = hi1 = 0.0
+        if mode == MODE_PATHS:
+            if r0 >= 0:
+                paths[r0, 0, 0] = 0.0
+            if r1 >= 0:
+                paths[r1, 0, 0] = 0.0
+        for t in range(1, n_steps + 1):
+            x, st = normal(st)
+            dz = vol * (c00 * x)
+            jp = 0.0
+            jn = 0.0
+            if lam_dt > 0.0:
+                kj, st = poisson_small(lam_dt, exp_neg_lam_dt, st)
+                if kj > 0:
+                    zj, st = normal(st)
+                    base = kj * jump_mean
+                    spread = jump_std * math.sqrt(kj) * zj
+                    jp = base + spread
+                    jn = base - spread
+            L0 += drift + dz + jp
+            if pair == 2:
+                L1 += drift - dz + jn
+            if mode == MODE_PATHS:
+                if r0 >= 0:
+                    paths[r0, t, 0] = L0
+                if r1 >= 0:
+                    paths[r1, t, 0] = L1
+            elif mode == MODE_EXTREMES:
+                lo0 = min(lo0, L0)
+                hi0 = max(hi0, L0)
+                lo1 = min(lo1, L1)
+                hi1 = max(hi1, L1)
+        if r0 >= 0:
+            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp)
+        if r1 >= 0:
+            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp)
 
 
 @parallel_kernel
@@ -162,15 +242,26 @@ def garch_kernel(
 ):  # fmt: skip
     """GJR-GARCH(1,1) log returns r_t = mu + sqrt(h_t) z_t with CCC innovations.
 
-    ``dist``: 0 normal, 1 multivariate Student-t (unit variance), 2 bootstrap rows."""
+    ``dist``: 0 normal, 1 multivariate Student-t (unit variance), 2 bootstrap rows.
+    The variance recursion is written h_{t+1} = omega + h_t (beta + (alpha + gamma 1[z_t<0])
+    z_t^2), which equals omega + (alpha + gamma 1[eps_t<0]) eps_t^2 + beta h_t with
+    eps_t = sqrt(h_t) z_t but keeps the square root off the loop-carried dependency chain."""
     b_first = first // BLOCK_PATHS
     n_blocks = (first + n - 1) // BLOCK_PATHS - b_first + 1
+    one = mu.shape[0] == 1
     for ib in prange(n_blocks):
-        _garch_block(
-            b_first + ib, key, first, n, n_steps, pair, mode,
-            omega, alpha, beta, gam, mu, sigma2_0, chol, dist, nu, residuals,
-            s0, paths, term, lo, hi,
-        )  # fmt: skip
+        if one:
+            _garch_block_1(
+                b_first + ib, key, first, n, n_steps, pair, mode,
+                omega[0], alpha[0], beta[0], gam[0], mu[0], sigma2_0[0], chol[0, 0], dist, nu,
+                residuals, s0[0], paths, term, lo, hi,
+            )  # fmt: skip
+        else:
+            _garch_block(
+                b_first + ib, key, first, n, n_steps, pair, mode,
+                omega, alpha, beta, gam, mu, sigma2_0, chol, dist, nu, residuals,
+                s0, paths, term, lo, hi,
+            )  # fmt: skip
 
 
 @kernel
@@ -190,24 +281,37 @@ def _garch_block(
     h = np.empty((pair, n_assets))
     lmin = np.zeros((pair, n_assets))
     lmax = np.zeros((pair, n_assets))
-    p_lo, p_hi = _block_range(b, first, n)
+    rows = np.empty(pair, np.int64)
+    tmp = np.empty(paths.shape[1] * n_assets)
+    p_lo = b * BLOCK_PATHS
+    p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
-        L[:] = 0.0
-        lmin[:] = 0.0
-        lmax[:] = 0.0
         for j in range(pair):
-            h[j, :] = sigma2_0
-            row = p + j - first if (p + j >= first and p + j < p_hi) else -1
-            _record(mode, paths, row, 0, L, j, lmin, lmax)
+            q = p + j
+            rows[j] = q - first if (q >= first and q < p_hi) else -1
+            for a in range(n_assets):
+                L[j, a] = 0.0
+                lmin[j, a] = 0.0
+                lmax[j, a] = 0.0
+                h[j, a] = sigma2_0[a]
+                if mode == MODE_PATHS and rows[j] >= 0:
+                    paths[rows[j], 0, a] = 0.0
         for t in range(1, n_steps + 1):
             if dist == 2:
-                k, st = randbelow(n_obs, st)
+                kr, st = randbelow(n_obs, st)
                 for a in range(n_assets):
-                    zc[a] = residuals[k, a]
+                    zc[a] = residuals[kr, a]
             else:
                 for a in range(n_assets):
                     z[a], st = normal(st)
-                _correlate(z, chol, zc)
+                if n_assets == 1:
+                    zc[0] = chol[0, 0] * z[0]
+                else:
+                    for i in range(n_assets):
+                        acc = 0.0
+                        for k in range(n_assets):
+                            acc += chol[i, k] * z[k]
+                        zc[i] = acc
                 if dist == 1:
                     w, st = gamma(half_nu, st)  # chi2(nu) / 2
                     scale = t_scale / math.sqrt(2.0 * w)
@@ -216,15 +320,79 @@ def _garch_block(
             for j in range(pair):
                 sgn = 1.0 if j == 0 else -1.0
                 for a in range(n_assets):
-                    eps = math.sqrt(h[j, a]) * (sgn * zc[a])
-                    L[j, a] += mu[a] + eps
-                    lev = alpha[a] + gam[a] if eps < 0.0 else alpha[a]
-                    h[j, a] = omega[a] + lev * eps * eps + beta[a] * h[j, a]
-                row = p + j - first if (p + j >= first and p + j < p_hi) else -1
-                _record(mode, paths, row, t, L, j, lmin, lmax)
+                    za = sgn * zc[a]
+                    L[j, a] += mu[a] + math.sqrt(h[j, a]) * za
+                    lev = alpha[a] + gam[a] if za < 0.0 else alpha[a]
+                    h[j, a] = omega[a] + h[j, a] * (beta[a] + lev * (za * za))
+            if mode == MODE_PATHS:
+                for j in range(pair):
+                    if rows[j] >= 0:
+                        for a in range(n_assets):
+                            paths[rows[j], t, a] = L[j, a]
+            elif mode == MODE_EXTREMES:
+                for j in range(pair):
+                    for a in range(n_assets):
+                        lmin[j, a] = min(lmin[j, a], L[j, a])
+                        lmax[j, a] = max(lmax[j, a], L[j, a])
         for j in range(pair):
-            row = p + j - first if (p + j >= first and p + j < p_hi) else -1
-            _finish(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax)
+            if rows[j] >= 0:
+                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp)
+
+
+@kernel
+def _garch_block_1(
+    b, key, first, n, n_steps, pair, mode,
+    omega, alpha, beta, gam, mu, sigma2_0, c00, dist, nu, residuals,
+    s0, paths, term, lo, hi,
+):  # fmt: skip
+    # One asset: the same draws and arithmetic as _garch_block with the state in registers.
+    n_obs = residuals.shape[0]
+    t_scale = math.sqrt(nu - 2.0) if dist == 1 else 1.0
+    half_nu = 0.5 * nu
+    alpha_neg = alpha + gam
+    st = block_state(key, b)
+    tmp = np.empty(paths.shape[1])
+    p_lo = b * BLOCK_PATHS
+    p_hi = min(p_lo + BLOCK_PATHS, first + n)
+    for p in range(p_lo, p_hi, pair):
+        r0, r1 = _member_rows(p, pair, first, p_hi)
+        L0 = L1 = lo0 = lo1 = hi0 = hi1 = 0.0
+        h0 = h1 = sigma2_0
+        if mode == MODE_PATHS:
+            if r0 >= 0:
+                paths[r0, 0, 0] = 0.0
+            if r1 >= 0:
+                paths[r1, 0, 0] = 0.0
+        for t in range(1, n_steps + 1):
+            if dist == 2:
+                kr, st = randbelow(n_obs, st)
+                zc = residuals[kr, 0]
+            else:
+                x, st = normal(st)
+                zc = c00 * x
+                if dist == 1:
+                    w, st = gamma(half_nu, st)  # chi2(nu) / 2
+                    zc *= t_scale / math.sqrt(2.0 * w)
+            z2 = zc * zc
+            L0 += mu + math.sqrt(h0) * zc
+            h0 = omega + h0 * (beta + (alpha_neg if zc < 0.0 else alpha) * z2)
+            if pair == 2:
+                L1 += mu + math.sqrt(h1) * (-zc)
+                h1 = omega + h1 * (beta + (alpha_neg if -zc < 0.0 else alpha) * z2)
+            if mode == MODE_PATHS:
+                if r0 >= 0:
+                    paths[r0, t, 0] = L0
+                if r1 >= 0:
+                    paths[r1, t, 0] = L1
+            elif mode == MODE_EXTREMES:
+                lo0 = min(lo0, L0)
+                hi0 = max(hi0, L0)
+                lo1 = min(lo1, L1)
+                hi1 = max(hi1, L1)
+        if r0 >= 0:
+            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp)
+        if r1 >= 0:
+            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp)
 
 
 @parallel_kernel
@@ -241,7 +409,8 @@ def normal_kernel(key, first, n, n_steps, pair, out):
 def _normal_block(b, key, first, n, n_steps, pair, out):
     n_assets = out.shape[2]
     st = block_state(key, b)
-    p_lo, p_hi = _block_range(b, first, n)
+    p_lo = b * BLOCK_PATHS
+    p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
         for t in range(n_steps):
             for a in range(n_assets):
