@@ -36,10 +36,14 @@ def _check_range(name, arr, low, high, low_open, high_open, scalar=False):
     if high is not None:
         bad |= (arr >= high) if high_open else (arr > high)
     if np.any(bad):
-        shown = arr[0] if scalar else arr
+        if scalar or arr.size == 1:
+            shown = repr(float(arr[0]))
+            where = ""
+        else:
+            shown = repr(arr.tolist())
+            where = f" (bad at index {int(np.flatnonzero(bad)[0])})"
         raise ValueError(
-            f"{name} must be {_range_text(low, high, low_open, high_open)}, got {shown!r}"
-            + ("" if scalar else f" (bad at index {int(np.flatnonzero(bad)[0])})")
+            f"{name} must be {_range_text(low, high, low_open, high_open)}, got {shown}{where}"
         )
 
 

@@ -23,6 +23,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     from .demo import default_models
 
+    for flag, value in (("--paths", args.paths), ("--days", args.days)):
+        if value < 1:
+            raise ValueError(f"{flag} must be an int >= 1 (n_paths / n_steps), got {value}")
     s0 = np.array([60_000.0, 3_000.0])
     horizon_days = args.days
     print(f"marginlab demo: {args.paths:,} paths x {horizon_days} daily steps, BTC and ETH "

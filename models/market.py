@@ -291,7 +291,7 @@ class GARCH:
                 raise ValueError("corr must be None with Bootstrap innovations: the resampled "
                                  "rows carry the dependence between assets")
             n_hint = dist.n_assets
-        elif dist in ("normal", "t"):
+        elif isinstance(dist, str) and dist in ("normal", "t"):
             n_hint = None
         else:
             raise ValueError(f"dist must be 'normal', 't' or a Bootstrap, got {dist!r}")
