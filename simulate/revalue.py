@@ -1,0 +1,402 @@
+"""Revaluation and per-account risk kernels (arrays in, arrays out).
+
+Two stages, the shape of the whole engine:
+
+1. :func:`unit_pnl` revalues every *unique* instrument once per scenario: the USD P&L of
+   one unit over the horizon, ``U`` of shape ``(n_instruments, n_scenarios)`` (instrument
+   major, so each account reads contiguous rows). Parallel over scenario blocks.
+2. :func:`account_risk` aggregates ``U`` to accounts through a sparse holdings matrix (CSR:
+   ``indptr``, ``indices``, ``data`` = quantities) and computes each account's VaR, ES, their
+   Monte Carlo error bars and the Euler allocation of both to the account's holdings, one
+   account at a time in a thread-local buffer. The ``(n_scenarios, n_accounts)`` P&L matrix
+   is never formed: memory is ``U`` plus O(threads x n_scenarios).
+
+Instrument kinds (``kind``): ``KIND_LINEAR`` (spot, linear perpetuals and futures: P&L per
+unit ``mult (S_T - S_0) - funding``), ``KIND_INVERSE`` (coin-margined contracts of face value
+``mult`` USD: coin P&L ``mult (1/S_0 - 1/S_T)``, worth ``mult (S_T/S_0 - 1)`` USD at the
+scenario price, funding in coin likewise converted), ``KIND_OPTION`` (European options, USD
+value ``mult V``; coin-settled options have the same USD value, their premium in coin being
+``V / S``). Options are priced with Black-76 on the forward ``S e^{r tau}`` (Black-Scholes with
+zero yield) at the scenario price, implied vol ``sigma0 x shock`` and remaining life
+``tau - horizon``; an option that expires within the horizon pays its intrinsic value.
+
+Risk estimators (losses are ``-P&L``, positive is bad), for ``n`` scenarios and level ``a``:
+VaR is the ``ceil(n a)``-th smallest loss; ES is the Acerbi-Tasche estimator, the mean of the
+worst ``w = n (1 - a)`` losses with a fractional weight on the boundary order statistic.
+These are the estimators of :mod:`marginlab.simulate.risk`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._numba import kernel, parallel_kernel, prange
+from .pricing import _price_core
+
+__all__ = ["KIND_LINEAR", "KIND_INVERSE", "KIND_OPTION", "unit_pnl", "account_risk"]
+
+KIND_LINEAR = 0
+KIND_INVERSE = 1
+KIND_OPTION = 2
+
+_SCEN_BLOCK = 1024
+_ACC_BLOCK = 64
+
+
+# ----------------------------------------------------------------------------- unit P&L
+@kernel
+def _unit_pnl_block(lo, hi, prices, shock, s0, kind, und, mult, strike, phi, sigma0, v0,
+                    funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h, out):
+    n_instr = kind.shape[0]
+    for j in range(n_instr):
+        a = und[j]
+        k = kind[j]
+        base = s0[a]
+        m = mult[j]
+        for i in range(lo, hi):
+            s = prices[i, a]
+            if k == KIND_LINEAR:
+                out[j, i] = m * (s - base) - funding[j]
+            elif k == KIND_INVERSE:
+                ratio = s / base
+                out[j, i] = m * (ratio - 1.0) - funding[j] * ratio
+            elif approx:
+                ds = s - base
+                dv = sigma0[j] * (shock[i, a] - 1.0)
+                out[j, i] = m * (delta[j] * ds + 0.5 * gamma[j] * ds * ds + vega[j] * dv
+                                 + theta_h[j])
+            else:
+                sig = sigma0[j] * shock[i, a]
+                v = _price_core(s, strike[j], 1.0, dr_h[j], carry_h[j], sqrt_h[j], sig, phi[j])
+                out[j, i] = m * (v - v0[j])
+
+
+@parallel_kernel
+def _unit_pnl_kernel(prices, shock, s0, kind, und, mult, strike, phi, sigma0, v0, funding,
+                     dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h, out):
+    n = prices.shape[0]
+    n_blocks = (n + _SCEN_BLOCK - 1) // _SCEN_BLOCK
+    for b in prange(n_blocks):
+        _unit_pnl_block(b * _SCEN_BLOCK, min((b + 1) * _SCEN_BLOCK, n), prices, shock, s0,
+                        kind, und, mult, strike, phi, sigma0, v0, funding, dr_h, carry_h,
+                        sqrt_h, approx, delta, gamma, vega, theta_h, out)
+
+
+def _f64(x) -> np.ndarray:
+    return np.array(x, dtype=np.float64, order="C")
+
+
+def _bs_now(s, k, tau, sigma, rate, phi):
+    """Price, delta, gamma, vega and theta (per year) at t = 0 of Black-76 options on the
+    forward S e^{r tau}; vectorised numpy (only once per instrument, not per scenario)."""
+    from scipy.special import ndtr
+
+    s, k, tau, sigma, phi = (np.asarray(x, float) for x in (s, k, tau, sigma, phi))
+    sqrt_t = np.sqrt(np.maximum(tau, 0.0))
+    v = sigma * sqrt_t
+    live = v > 0.0
+    dr = np.exp(-rate * np.maximum(tau, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = np.where(live, (np.log(s / k) + rate * tau) / np.where(live, v, 1.0) + 0.5 * v, 0.0)
+    d2 = d1 - v
+    intrinsic = np.maximum(phi * (s - k * dr), 0.0)
+    price = np.where(live, np.maximum(phi * (s * ndtr(phi * d1) - k * dr * ndtr(phi * d2)),
+                                      0.0), intrinsic)
+    pdf = np.exp(-0.5 * d1 * d1) / math.sqrt(2.0 * math.pi)
+    itm = phi * (s - k * dr) > 0.0
+    delta = np.where(live, phi * ndtr(phi * d1), np.where(itm, phi, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.where(live, pdf / (s * np.where(live, v, 1.0)), 0.0)
+    vega = np.where(live, s * pdf * sqrt_t, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.where(live, -s * pdf * sigma / (2.0 * np.where(live, sqrt_t, 1.0))
+                         - phi * rate * k * dr * ndtr(phi * d2), 0.0)
+    return price, delta, gamma, vega, theta
+
+
+def unit_pnl(
+    prices: np.ndarray,
+    vol_shock: np.ndarray | None,
+    s0: np.ndarray,
+    *,
+    kind: np.ndarray,
+    underlying: np.ndarray,
+    multiplier: np.ndarray,
+    strike: np.ndarray,
+    expiry: np.ndarray,
+    is_call: np.ndarray,
+    implied_vol: np.ndarray,
+    funding: np.ndarray,
+    horizon: float,
+    rate: float = 0.0,
+    approx: bool = False,
+) -> np.ndarray:
+    """USD P&L of one unit of each instrument in each scenario over the horizon.
+
+    Parameters
+    ----------
+    prices : ndarray, shape (n_scenarios, n_underlyings)
+        Scenario prices of the underlyings at the horizon (USD).
+    vol_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Multiplicative shock of each underlying's implied vols (1.0 = unchanged).
+    s0 : ndarray, shape (n_underlyings,)
+        Prices now.
+    kind, underlying : int arrays, shape (n_instruments,)
+        ``KIND_*`` code and column of the underlying in ``prices``.
+    multiplier : ndarray, shape (n_instruments,)
+        Units of the underlying per contract (linear, options) or USD face value (inverse).
+    strike, expiry, is_call : arrays, shape (n_instruments,)
+        Options only (others ignored): strike (USD), years to expiry now, call flag.
+    implied_vol : ndarray, shape (n_instruments,)
+        Annualised implied vol now (options only).
+    funding : ndarray, shape (n_instruments,)
+        Funding paid per unit over the horizon: USD for linear, coin x S_0 (USD now) for
+        inverse; positive means the long pays.
+    horizon : float
+        Horizon (margin period of risk) in years.
+    rate : float
+        Continuously compounded USD rate (Black-76 discounting and forward).
+    approx : bool
+        Delta-gamma-vega(-theta) approximation of the options instead of full revaluation.
+
+    Returns
+    -------
+    ndarray, shape (n_instruments, n_scenarios)
+    """
+    prices = _f64(prices)
+    if prices.ndim != 2:
+        raise ValueError(f"prices must be 2-D (n_scenarios, n_underlyings), got shape "
+                         f"{prices.shape}")
+    n_scen, n_und = prices.shape
+    if not np.all(np.isfinite(prices)) or np.any(prices <= 0.0):
+        raise ValueError("prices must be finite and > 0")
+    shock = np.ones_like(prices) if vol_shock is None else _f64(vol_shock)
+    if shock.shape != prices.shape:
+        raise ValueError(f"vol_shock must have the shape of prices {prices.shape}, got "
+                         f"{shock.shape}")
+    if not np.all(np.isfinite(shock)) or np.any(shock < 0.0):
+        raise ValueError("vol_shock must be finite and >= 0")
+    s0 = _f64(s0)
+    if s0.shape != (n_und,):
+        raise ValueError(f"s0 must have shape ({n_und},), got {s0.shape}")
+    if not (math.isfinite(horizon) and horizon >= 0.0):
+        raise ValueError(f"horizon must be finite and >= 0 (years), got {horizon}")
+    kind = np.asarray(kind, np.int64)
+    und = np.ascontiguousarray(underlying, np.int64)
+    n = kind.shape[0]
+    if np.any((und < 0) | (und >= n_und)):
+        raise ValueError(f"underlying indices must lie in [0, {n_und})")
+    mult, strike, expiry, sigma0, funding = (
+        _f64(np.broadcast_to(x, (n,))) for x in (multiplier, strike, expiry, implied_vol,
+                                                 funding))
+    phi = np.where(np.asarray(is_call, bool), 1.0, -1.0) * np.ones(n)
+    opt = kind == KIND_OPTION
+    zeros = np.zeros(n)
+    strike_o = np.where(opt, strike, 1.0)
+    tau = np.where(opt, expiry, 0.0)
+    sig_o = np.where(opt, sigma0, 0.0)
+    price, delta, gamma, vega, theta = _bs_now(s0[und], strike_o, tau, sig_o, rate, phi)
+    rem = np.maximum(tau - horizon, 0.0)
+    dr_h = np.exp(-rate * rem)
+    carry_h = rate * rem
+    sqrt_h = np.sqrt(rem)
+    theta_h = theta * min(horizon, 1e300) * (tau > horizon) + (tau <= horizon) * 0.0
+    out = np.empty((n, n_scen))
+    _unit_pnl_kernel(prices, shock, s0, _f64(kind), und, mult, _f64(strike_o), _f64(phi),
+                     _f64(sig_o), _f64(np.where(opt, price, 0.0)), funding, _f64(dr_h),
+                     _f64(carry_h), _f64(sqrt_h), bool(approx), _f64(np.where(opt, delta, 0)),
+                     _f64(np.where(opt, gamma, 0)), _f64(np.where(opt, vega, 0)),
+                     _f64(np.where(opt, theta_h, zeros)), out)
+    return out
+
+
+# ----------------------------------------------------------------------------- account risk
+@kernel
+def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_hi_top, w_es,
+                   m_keep, alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se,
+                   out_alloc_var, out_alloc_es):
+    n_scen = U.shape[1]
+    n_levels = var_top.shape[0]
+    loss = np.empty(n_scen)
+    tail_idx = np.empty(n_scen, np.int64)
+    for acc in range(a_lo, a_hi):
+        loss[:] = 0.0
+        for p in range(indptr[acc], indptr[acc + 1]):
+            q = qty[p]
+            row = indices[p]
+            for s in range(n_scen):
+                loss[s] -= q * U[row, s]
+        top = np.sort(np.partition(loss, n_scen - m_keep)[n_scen - m_keep:])[::-1]
+        for li in range(n_levels):
+            v = top[var_top[li]]
+            out_var[li, acc] = v
+            out_var_lo[li, acc] = top[ci_lo_top[li]]
+            out_var_hi[li, acc] = top[ci_hi_top[li]]
+            w = w_es[li]
+            nf = int(math.floor(w))
+            acc_sum = 0.0
+            for i in range(nf):
+                acc_sum += top[i]
+            frac = w - nf
+            boundary = top[nf] if nf < m_keep else top[m_keep - 1]
+            es = (acc_sum + frac * boundary) / w
+            out_es[li, acc] = es
+            # ES standard error: [Var(L | tail) + a (ES - VaR)^2] / (n (1 - a))
+            ss = 0.0
+            for i in range(nf):
+                d = top[i] - es
+                ss += d * d
+            var_tail = ss / max(nf - 1, 1)
+            level = 1.0 - w / n_scen
+            out_es_se[li, acc] = math.sqrt((var_tail + level * (es - v) ** 2) / w)
+            if alloc:
+                # Euler allocation. ES: weights 1/w on losses above the boundary order
+                # statistic t, the remaining weight spread over the scenarios equal to t.
+                t = boundary
+                n_gt = 0
+                n_eq = 0
+                for s in range(n_scen):
+                    if loss[s] > t:
+                        tail_idx[n_gt] = s
+                        n_gt += 1
+                for s in range(n_scen):
+                    if loss[s] == t:
+                        tail_idx[n_gt + n_eq] = s
+                        n_eq += 1
+                w_eq = (w - n_gt) / n_eq / w if n_eq > 0 else 0.0
+                n_v = 0
+                for s in range(n_scen):
+                    if loss[s] == v:
+                        n_v += 1
+                for p in range(indptr[acc], indptr[acc + 1]):
+                    q = qty[p]
+                    row = indices[p]
+                    c_gt = 0.0
+                    for i in range(n_gt):
+                        c_gt -= U[row, tail_idx[i]]
+                    c_eq = 0.0
+                    for i in range(n_gt, n_gt + n_eq):
+                        c_eq -= U[row, tail_idx[i]]
+                    out_alloc_es[li, p] = q * (c_gt / w + c_eq * w_eq)
+                    c_v = 0.0
+                    for s in range(n_scen):
+                        if loss[s] == v:
+                            c_v -= U[row, s]
+                    out_alloc_var[li, p] = q * c_v / n_v
+
+
+@parallel_kernel
+def _account_kernel(U, indptr, indices, qty, var_top, ci_lo_top, ci_hi_top, w_es, m_keep,
+                    alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var,
+                    out_alloc_es):
+    n_acc = indptr.shape[0] - 1
+    n_blocks = (n_acc + _ACC_BLOCK - 1) // _ACC_BLOCK
+    for b in prange(n_blocks):
+        _account_block(b * _ACC_BLOCK, min((b + 1) * _ACC_BLOCK, n_acc), U, indptr, indices,
+                       qty, var_top, ci_lo_top, ci_hi_top, w_es, m_keep, alloc, out_var,
+                       out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var, out_alloc_es)
+
+
+def level_indices(n_scenarios: int, levels: np.ndarray, ci: float):
+    """Positions, counted from the largest loss (0 = worst), of the VaR order statistic and
+    of its distribution-free confidence bounds, and the ES tail sizes ``w = n (1 - a)``.
+
+    VaR is the ``ceil(n a)``-th smallest loss, i.e. ``n - ceil(n a)`` from the top. The
+    order-statistic interval takes the ``j``-th smallest with ``j`` from the binomial(n, a)
+    quantiles at ``(1 - ci)/2`` and ``(1 + ci)/2`` (plus one), which covers the true quantile
+    with probability >= ci whatever the loss distribution.
+    """
+    from scipy.stats import binom
+
+    n = n_scenarios
+    na = n * np.asarray(levels, float)
+    na = np.where(np.abs(na - np.round(na)) < 1e-9 * n, np.round(na), na)
+    k = np.ceil(na).astype(np.int64)  # VaR = k-th smallest
+    w = n - na
+    var_top = n - k
+    j_lo = binom.ppf((1.0 - ci) / 2.0, n, levels).astype(np.int64)
+    j_hi = binom.ppf((1.0 + ci) / 2.0, n, levels).astype(np.int64) + 1
+    j_lo = np.clip(j_lo, 1, n)
+    j_hi = np.clip(j_hi, 1, n)
+    return var_top, n - j_lo, n - j_hi, w
+
+
+def account_risk(
+    U: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    quantities: np.ndarray,
+    levels,
+    *,
+    ci: float = 0.95,
+    allocate: bool = True,
+) -> dict[str, np.ndarray]:
+    """Per-account VaR, ES, error bars and Euler allocations from unit P&L and CSR holdings.
+
+    Parameters
+    ----------
+    U : ndarray, shape (n_instruments, n_scenarios)
+        Unit P&L (USD), e.g. from :func:`unit_pnl`.
+    indptr, indices, quantities : arrays
+        CSR holdings of shape (n_accounts, n_instruments): account ``i`` holds
+        ``quantities[p]`` units of instrument ``indices[p]`` for ``p`` in
+        ``indptr[i]:indptr[i+1]``.
+    levels : float or sequence of float
+        Confidence levels in (0, 1), e.g. (0.99, 0.975).
+    ci : float
+        Confidence of the intervals.
+    allocate : bool
+        Also compute the Euler allocation of VaR and ES to every holding.
+
+    Returns
+    -------
+    dict of ndarray
+        ``var``, ``es``, ``var_lo``, ``var_hi`` (order-statistic interval), ``var_se``
+        (half the interval width / z), ``es_se``, ``es_lo``, ``es_hi`` (normal interval), all
+        of shape (n_levels, n_accounts); ``alloc_var``, ``alloc_es`` of shape
+        (n_levels, nnz) when ``allocate``: they sum over each account's holdings to its
+        VaR and ES.
+    """
+    from scipy.stats import norm
+
+    U = _f64(U)
+    if U.ndim != 2:
+        raise ValueError(f"U must be 2-D (n_instruments, n_scenarios), got shape {U.shape}")
+    n_instr, n_scen = U.shape
+    lv = np.atleast_1d(np.asarray(levels, float))
+    if lv.ndim != 1 or np.any(~np.isfinite(lv)) or np.any((lv <= 0.0) | (lv >= 1.0)):
+        raise ValueError(f"levels must lie in (0, 1), got {levels!r}")
+    if not (0.0 < ci < 1.0):
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    indptr = np.ascontiguousarray(indptr, np.int64)
+    indices = np.ascontiguousarray(indices, np.int64)
+    qty = _f64(quantities)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_instr):
+        raise ValueError(f"holdings reference instruments outside [0, {n_instr})")
+    var_top, lo_top, hi_top, w = level_indices(n_scen, lv, ci)
+    if np.any(w < 1.0):
+        raise ValueError(f"levels {lv.tolist()} leave fewer than 1 tail scenario out of "
+                         f"{n_scen}: n (1 - level) must be >= 1")
+    m_keep = int(min(n_scen, max(var_top.max(), lo_top.max(), hi_top.max(),
+                                 np.floor(w).max()) + 1))
+    n_acc = indptr.shape[0] - 1
+    shape = (lv.size, n_acc)
+    out = {k: np.empty(shape) for k in ("var", "es", "var_lo", "var_hi", "es_se")}
+    a_shape = (lv.size, qty.size) if allocate else (lv.size, 0)
+    out["alloc_var"] = np.zeros(a_shape)
+    out["alloc_es"] = np.zeros(a_shape)
+    _account_kernel(U, indptr, indices, qty, var_top, lo_top, hi_top, _f64(w), m_keep,
+                    bool(allocate), out["var"], out["es"], out["var_lo"], out["var_hi"],
+                    out["es_se"], out["alloc_var"], out["alloc_es"])
+    z = norm.ppf(0.5 + ci / 2.0)
+    # var_lo is the larger-index (lower) order statistic: bounds are (var_hi_top, var_lo_top)
+    lo, hi = np.minimum(out["var_lo"], out["var_hi"]), np.maximum(out["var_lo"], out["var_hi"])
+    out["var_lo"], out["var_hi"] = lo, hi
+    out["var_se"] = (hi - lo) / (2.0 * z)
+    out["es_lo"] = out["es"] - z * out["es_se"]
+    out["es_hi"] = out["es"] + z * out["es_se"]
+    if not allocate:
+        del out["alloc_var"], out["alloc_es"]
+    return out
