@@ -12,10 +12,11 @@ Antithetic partners use the negated normals and share every other variate.
 
 Outputs, by ``mode``: ``MODE_PATHS`` writes the running log-price increments ``L_t`` into
 ``paths`` then turns each path into prices in place (``S_t = s0 * exp(L_t)`` with the
-vectorised exp of :mod:`._vmath`; ``L_0 = 0`` so ``S_0 == s0`` exactly); ``MODE_TERMINAL``
+vectorised exp of :mod:`._vmath`, ``s0`` folded into its polynomial; ``L_0 = 0`` so
+``S_0 == s0`` exactly); ``MODE_TERMINAL``
 writes ``S_T`` into ``term``; ``MODE_EXTREMES`` also the running minimum and maximum of
 ``S_t`` over ``t = 0..n_steps`` into ``lo`` and ``hi``. The reductions use the same arithmetic
-(``exp1`` is bit-identical to the vector exp), so they equal ``paths[:, -1]``,
+(``scaled_exp1`` is bit-identical to the vector pass), so they equal ``paths[:, -1]``,
 ``paths.min(axis=1)`` and ``paths.max(axis=1)``.
 
 Performance note: per-step code calls no helper that takes arrays. numba reference-counts
@@ -31,7 +32,7 @@ import math
 import numpy as np
 
 from ._numba import kernel, parallel_kernel, prange
-from ._vmath import exp1, exp_inplace
+from ._vmath import scaled_exp1, scaled_exp_inplace
 from .rng import BLOCK_PATHS, block_state, gamma, normal, poisson_small, randbelow
 
 MODE_PATHS = 0
@@ -40,37 +41,31 @@ MODE_EXTREMES = 2
 
 
 @kernel
-def _finish_path(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax, tmp):
-    # Once per path: turn member j's log-price record into prices.
+def _finish_path(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax, tmp, scale):
+    # Once per path: turn member j's log-price record into prices (scale: s0 tiled per step).
     n_assets = L.shape[1]
     if mode == MODE_PATHS:
         n_t = paths.shape[1]
-        exp_inplace(paths[row].reshape(n_t * n_assets), tmp)
-        for t in range(n_t):
-            for a in range(n_assets):
-                paths[row, t, a] = s0[a] * paths[row, t, a]
+        scaled_exp_inplace(paths[row].reshape(n_t * n_assets), tmp, scale)
     else:
         for a in range(n_assets):
-            term[row, a] = s0[a] * exp1(L[j, a])
+            term[row, a] = scaled_exp1(s0[a], L[j, a])
         if mode == MODE_EXTREMES:
             for a in range(n_assets):
-                lo[row, a] = s0[a] * exp1(lmin[j, a])
-                hi[row, a] = s0[a] * exp1(lmax[j, a])
+                lo[row, a] = scaled_exp1(s0[a], lmin[j, a])
+                hi[row, a] = scaled_exp1(s0[a], lmax[j, a])
 
 
 @kernel
-def _finish_path_1(mode, s0, paths, term, lo, hi, row, L, lmin, lmax, tmp):
+def _finish_path_1(mode, s0, paths, term, lo, hi, row, L, lmin, lmax, tmp, scale):
     # Single-asset twin of _finish_path with the state in scalars.
     if mode == MODE_PATHS:
-        n_t = paths.shape[1]
-        exp_inplace(paths[row].reshape(n_t), tmp)
-        for t in range(n_t):
-            paths[row, t, 0] = s0 * paths[row, t, 0]
+        scaled_exp_inplace(paths[row].reshape(paths.shape[1]), tmp, scale)
     else:
-        term[row, 0] = s0 * exp1(L)
+        term[row, 0] = scaled_exp1(s0, L)
         if mode == MODE_EXTREMES:
-            lo[row, 0] = s0 * exp1(lmin)
-            hi[row, 0] = s0 * exp1(lmax)
+            lo[row, 0] = scaled_exp1(s0, lmin)
+            hi[row, 0] = scaled_exp1(s0, lmax)
 
 
 @kernel
@@ -127,6 +122,9 @@ def _jump_diffusion_block(
     lmax = np.zeros((pair, n_assets))
     rows = np.empty(pair, np.int64)
     tmp = np.empty(paths.shape[1] * n_assets)
+    scale = np.empty(paths.shape[1] * n_assets)
+    for i in range(scale.shape[0]):
+        scale[i] = s0[i % n_assets]
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
@@ -179,7 +177,8 @@ def _jump_diffusion_block(
                         lmax[j, a] = max(lmax[j, a], L[j, a])
         for j in range(pair):
             if rows[j] >= 0:
-                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp)
+                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp,
+                             scale)
 
 
 @kernel
@@ -192,6 +191,7 @@ def _jump_diffusion_block_1(
     # registers (array loads and stores in the step loop cost more than the variates).
     st = block_state(key, b)
     tmp = np.empty(paths.shape[1])
+    scale = np.full(paths.shape[1], s0)
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
@@ -229,9 +229,9 @@ def _jump_diffusion_block_1(
                 lo1 = min(lo1, L1)
                 hi1 = max(hi1, L1)
         if r0 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp, scale)
         if r1 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp, scale)
 
 
 @parallel_kernel
@@ -283,6 +283,9 @@ def _garch_block(
     lmax = np.zeros((pair, n_assets))
     rows = np.empty(pair, np.int64)
     tmp = np.empty(paths.shape[1] * n_assets)
+    scale = np.empty(paths.shape[1] * n_assets)
+    for i in range(scale.shape[0]):
+        scale[i] = s0[i % n_assets]
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
@@ -314,9 +317,9 @@ def _garch_block(
                         zc[i] = acc
                 if dist == 1:
                     w, st = gamma(half_nu, st)  # chi2(nu) / 2
-                    scale = t_scale / math.sqrt(2.0 * w)
+                    scl = t_scale / math.sqrt(2.0 * w)
                     for a in range(n_assets):
-                        zc[a] *= scale
+                        zc[a] *= scl
             for j in range(pair):
                 sgn = 1.0 if j == 0 else -1.0
                 for a in range(n_assets):
@@ -336,7 +339,8 @@ def _garch_block(
                         lmax[j, a] = max(lmax[j, a], L[j, a])
         for j in range(pair):
             if rows[j] >= 0:
-                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp)
+                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp,
+                             scale)
 
 
 @kernel
@@ -352,6 +356,7 @@ def _garch_block_1(
     alpha_neg = alpha + gam
     st = block_state(key, b)
     tmp = np.empty(paths.shape[1])
+    scale = np.full(paths.shape[1], s0)
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi, pair):
@@ -390,9 +395,9 @@ def _garch_block_1(
                 lo1 = min(lo1, L1)
                 hi1 = max(hi1, L1)
         if r0 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp, scale)
         if r1 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp, scale)
 
 
 @parallel_kernel

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._numba import inline_kernel
 
-__all__ = ["exp1", "exp_inplace"]
+__all__ = ["exp1", "exp_inplace", "scaled_exp1", "scaled_exp_inplace"]
 
 _LOG2E = 1.4426950408889634
 _SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer in the low bits
@@ -70,6 +70,38 @@ def exp_inplace(buf, tmp):
         kf = t - _SHIFTER
         r = (x - kf * _LN2_HI) - kf * _LN2_LO
         buf[i] = _poly(r)
+    bits = buf[:n].view(np.int64)
+    tbits = tmp[:n].view(np.int64)
+    for i in range(n):
+        bits[i] += tbits[i] << 52
+
+
+@inline_kernel
+def scaled_exp1(c, x):
+    """Scalar ``c * exp(x)`` for ``c > 0``, bit-identical to :func:`scaled_exp_inplace`.
+
+    The scale multiplies the polynomial before the exact power-of-two scaling, so the result
+    is the correctly rounded product ``c * p(r)`` times ``2**k`` (the same bits as
+    ``c * exp1(x)`` whenever no result is subnormal or overflows)."""
+    x = min(max(x, -_X_MAX), _X_MAX)
+    t = x * _LOG2E + _SHIFTER
+    kf = t - _SHIFTER
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    return math.ldexp(c * _poly(r), int(kf))
+
+
+@inline_kernel
+def scaled_exp_inplace(buf, tmp, scale):
+    """``buf[:] = scale * exp(buf)`` for contiguous 1-D ``buf`` and ``scale`` (one pass fewer
+    than :func:`exp_inplace` followed by a multiplication); ``tmp`` is scratch."""
+    n = buf.shape[0]
+    for i in range(n):
+        x = min(max(buf[i], -_X_MAX), _X_MAX)
+        t = x * _LOG2E + _SHIFTER
+        tmp[i] = t
+        kf = t - _SHIFTER
+        r = (x - kf * _LN2_HI) - kf * _LN2_LO
+        buf[i] = scale[i] * _poly(r)
     bits = buf[:n].view(np.int64)
     tbits = tmp[:n].view(np.int64)
     for i in range(n):
