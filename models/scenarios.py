@@ -1,0 +1,293 @@
+"""Market snapshots and scenario sets: the state every margin method starts from.
+
+A :class:`MarketState` holds today's prices and implied vols; a :class:`ScenarioSet` holds,
+for each scenario, the price of every underlying at the horizon and a multiplicative shock to
+its implied vols. Monte Carlo sets come from any market model of :mod:`.market`
+(:func:`monte_carlo_scenarios`); fixed grids (SPAN-like, Deribit-like) from
+:func:`grid_scenarios`. Using one set for several methods gives common random numbers: the
+differences between methods are methodology, not noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from marginlab.simulate import simulate_terminal, standard_normal
+
+from ._validate import check_real
+from .book import STABLECOINS
+
+__all__ = ["MarketState", "ScenarioSet", "monte_carlo_scenarios", "grid_scenarios"]
+
+
+def _mapping(name: str, value: Any, *, positive: bool) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of asset -> number, got "
+                        f"{type(value).__name__}")
+    out = {}
+    for k, v in value.items():
+        key = str(k).upper()
+        x = check_real(f"{name}[{k!r}]", v, low=0.0, low_open=positive)
+        out[key] = x
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class MarketState:
+    """Today's market: spot prices (USD), implied vols and the USD rate.
+
+    Parameters
+    ----------
+    spot : mapping of str to float
+        USD price of each underlying / collateral asset (> 0). Stablecoins (USDT, USDC, ...)
+        are worth 1 USD and need not be listed.
+    vol : mapping of str to float, optional
+        Annualised implied volatility per underlying (flat smile), e.g. 0.6 for 60 %. Needed
+        for underlyings with options.
+    rate : float, default 0.0
+        Continuously compounded USD rate.
+    """
+
+    spot: Mapping[str, float]
+    vol: Mapping[str, float] = field(default_factory=dict)
+    rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spot", _mapping("spot", self.spot, positive=True))
+        object.__setattr__(self, "vol", _mapping("vol", self.vol, positive=False))
+        object.__setattr__(self, "rate", check_real("rate", self.rate, low=-1.0, high=1.0))
+
+    def price(self, asset: str) -> float:
+        """USD price of ``asset`` (1.0 for stablecoins)."""
+        a = asset.upper()
+        if a in self.spot:
+            return self.spot[a]
+        if a in STABLECOINS:
+            return 1.0
+        raise KeyError(f"market has no spot price for {asset!r}; known: {sorted(self.spot)}")
+
+    def prices(self, assets: Sequence[str]) -> np.ndarray:
+        """USD prices of several assets, shape (len(assets),)."""
+        return np.array([self.price(a) for a in assets])
+
+    def implied_vol(self, underlying: str) -> float:
+        """Implied vol of ``underlying``."""
+        u = underlying.upper()
+        if u not in self.vol:
+            raise KeyError(f"market has no implied vol for {underlying!r}; known: "
+                           f"{sorted(self.vol)}")
+        return self.vol[u]
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioSet:
+    """Joint scenarios of underlying prices and implied-vol shocks at a horizon.
+
+    Attributes
+    ----------
+    underlyings : tuple of str
+        Column names of ``prices`` and ``vol_shock``.
+    prices : ndarray, shape (n_scenarios, n_underlyings)
+        USD prices at the horizon.
+    vol_shock : ndarray, shape (n_scenarios, n_underlyings)
+        Multiplicative shock to each underlying's implied vols (1.0 = unchanged).
+    horizon : float
+        Horizon (margin period of risk) in years.
+    labels : tuple of str, optional
+        Scenario names (grids); empty for Monte Carlo sets.
+    """
+
+    underlyings: tuple[str, ...]
+    prices: np.ndarray
+    vol_shock: np.ndarray
+    horizon: float
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        und = tuple(str(u).upper() for u in self.underlyings)
+        p = np.array(self.prices, dtype=float)
+        v = np.array(self.vol_shock, dtype=float)
+        if p.ndim != 2 or p.shape[1] != len(und):
+            raise ValueError(f"prices must have shape (n_scenarios, {len(und)}), got {p.shape}")
+        if v.shape != p.shape:
+            raise ValueError(f"vol_shock must have shape {p.shape}, got {v.shape}")
+        if not np.all(np.isfinite(p)) or np.any(p <= 0.0):
+            raise ValueError("prices must be finite and > 0")
+        if not np.all(np.isfinite(v)) or np.any(v < 0.0):
+            raise ValueError("vol_shock must be finite and >= 0")
+        check_real("horizon", self.horizon, low=0.0)
+        if self.labels and len(self.labels) != p.shape[0]:
+            raise ValueError(f"labels must name every scenario ({p.shape[0]}), got "
+                             f"{len(self.labels)}")
+        p.flags.writeable = False
+        v.flags.writeable = False
+        object.__setattr__(self, "underlyings", und)
+        object.__setattr__(self, "prices", p)
+        object.__setattr__(self, "vol_shock", v)
+        object.__setattr__(self, "labels", tuple(self.labels))
+
+    @property
+    def n_scenarios(self) -> int:
+        """Number of scenarios."""
+        return self.prices.shape[0]
+
+    def column(self, underlying: str) -> int:
+        """Column of ``underlying``."""
+        try:
+            return self.underlyings.index(underlying.upper())
+        except ValueError:
+            raise KeyError(f"scenarios have no underlying {underlying!r}; known: "
+                           f"{list(self.underlyings)}") from None
+
+
+def monte_carlo_scenarios(
+    model: Any,
+    market: MarketState,
+    underlyings: Sequence[str],
+    *,
+    horizon_days: float,
+    n_scenarios: int,
+    seed: int | np.random.SeedSequence | None,
+    steps_per_day: int = 1,
+    vol_of_vol: float = 0.0,
+    vol_price_corr: float = -0.5,
+    antithetic: bool = False,
+) -> ScenarioSet:
+    """Monte Carlo scenarios from a market model.
+
+    Prices at the horizon are :func:`marginlab.simulate.simulate_terminal` draws started at
+    today's spots (the model's assets in the order of ``underlyings``). Implied vols move with
+    the price: each underlying's vol is multiplied by
+    ``exp(nu sqrt(h) W - nu^2 h / 2)`` with ``W = rho Z_r + sqrt(1 - rho^2) eps``, where ``Z_r``
+    is the scenario's standardised log return of that underlying, ``eps`` an independent
+    normal, ``nu = vol_of_vol`` (annualised) and ``rho = vol_price_corr`` (negative in crypto:
+    crashes raise implied vols). The shock has mean 1.
+
+    Parameters
+    ----------
+    model : GBM, MertonJump or GARCH
+        Market model with one asset per underlying.
+    market : MarketState
+        Today's prices.
+    underlyings : sequence of str
+        Underlyings in the model's asset order.
+    horizon_days : float
+        Margin period of risk in days (> 0). GARCH models need a whole number of steps.
+    n_scenarios : int
+        Number of scenarios (>= 1).
+    seed : int or SeedSequence or None
+        Seed; prices use it directly (the same seed gives the same prices as
+        ``simulate_terminal``), vol shocks a child stream.
+    steps_per_day : int
+        Time steps per day for GBM / Merton (the horizon law is exact for GBM at any step).
+    vol_of_vol, vol_price_corr : float
+        Implied-vol dynamics (see above); ``vol_of_vol = 0`` keeps vols unchanged.
+    antithetic : bool
+        Antithetic price paths.
+    """
+    und = tuple(str(u).upper() for u in underlyings)
+    if getattr(model, "n_assets", None) != len(und):
+        raise ValueError(f"model has {getattr(model, 'n_assets', '?')} assets but "
+                         f"{len(und)} underlyings were given: {list(und)}")
+    h = check_real("horizon_days", horizon_days, low=0.0, low_open=True)
+    nu = check_real("vol_of_vol", vol_of_vol, low=0.0)
+    rho = check_real("vol_price_corr", vol_price_corr, low=-1.0, high=1.0)
+    s0 = market.prices(und)
+    step = getattr(model, "step", None)
+    if step is not None:  # GARCH: per-step model
+        n_steps_f = h / (step * 365.0)
+        n_steps = int(round(n_steps_f))
+        if n_steps < 1 or not math.isclose(n_steps, n_steps_f, rel_tol=1e-9):
+            raise ValueError(f"horizon_days={h} is not a whole number of the GARCH model's "
+                             f"steps ({step * 365.0:g} days)")
+        dt = step
+    else:
+        if not isinstance(steps_per_day, int) or steps_per_day < 1:
+            raise ValueError(f"steps_per_day must be an int >= 1, got {steps_per_day!r}")
+        n_steps = max(1, int(round(h * steps_per_day)))
+        dt = h / 365.0 / n_steps
+    prices = simulate_terminal(model, s0, n_steps=n_steps, dt=dt, n_paths=n_scenarios,
+                               seed=seed, antithetic=antithetic)
+    if nu > 0.0:
+        if isinstance(seed, np.random.SeedSequence):
+            child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 1))
+        elif seed is None:
+            child = None
+        else:
+            child = np.random.SeedSequence(int(seed), spawn_key=(1,))
+        eps = standard_normal(n_scenarios, 1, len(und), seed=child)[:, 0, :]
+        logr = np.log(prices / s0)
+        sd = logr.std(axis=0)
+        zr = np.where(sd > 0, (logr - logr.mean(axis=0)) / np.where(sd > 0, sd, 1.0), 0.0)
+        w = rho * zr + math.sqrt(1.0 - rho * rho) * eps
+        hy = h / 365.0
+        shock = np.exp(nu * math.sqrt(hy) * w - 0.5 * nu * nu * hy)
+    else:
+        shock = np.ones_like(prices)
+    return ScenarioSet(und, prices, shock, h / 365.0)
+
+
+def grid_scenarios(
+    market: MarketState,
+    underlyings: Sequence[str],
+    *,
+    price_moves: Sequence[float],
+    vol_shocks: Sequence[float] = (1.0,),
+    horizon_days: float = 0.0,
+    joint: bool = True,
+) -> ScenarioSet:
+    """A fixed grid of price moves x vol shocks (SPAN- or Deribit-style risk arrays).
+
+    Parameters
+    ----------
+    market : MarketState
+        Today's prices.
+    underlyings : sequence of str
+        Underlyings to shock.
+    price_moves : sequence of float
+        Relative price moves (e.g. -0.16 ... +0.16).
+    vol_shocks : sequence of float
+        Multiplicative implied-vol shocks (e.g. 0.7, 1.0, 1.3).
+    horizon_days : float
+        Time that passes in every scenario (0: instantaneous shocks).
+    joint : bool
+        If True all underlyings move together (one scenario per move x shock); if False each
+        underlying is moved alone while the others stay (the grid per underlying, as exchanges
+        apply them to one underlying's positions at a time).
+    """
+    und = tuple(str(u).upper() for u in underlyings)
+    s0 = market.prices(und)
+    moves = np.asarray(price_moves, float)
+    shocks = np.asarray(vol_shocks, float)
+    if moves.ndim != 1 or moves.size == 0 or np.any(~np.isfinite(moves)) or np.any(moves <= -1):
+        raise ValueError(f"price_moves must be a non-empty sequence of moves > -1, got "
+                         f"{price_moves!r}")
+    if shocks.ndim != 1 or shocks.size == 0 or np.any(~np.isfinite(shocks)) or np.any(shocks < 0):
+        raise ValueError(f"vol_shocks must be a non-empty sequence of factors >= 0, got "
+                         f"{vol_shocks!r}")
+    rows_p, rows_v, labels = [], [], []
+    targets = [None] if joint else list(range(len(und)))
+    for target in targets:
+        for m in moves:
+            for v in shocks:
+                p = s0.copy()
+                vs = np.ones(len(und))
+                if target is None:
+                    p = s0 * (1.0 + m)
+                    vs[:] = v
+                    name = "all"
+                else:
+                    p[target] = s0[target] * (1.0 + m)
+                    vs[target] = v
+                    name = und[target]
+                rows_p.append(p)
+                rows_v.append(vs)
+                labels.append(f"{name} price {m:+.2%} vol x{v:g}")
+    return ScenarioSet(und, np.array(rows_p), np.array(rows_v),
+                       check_real("horizon_days", horizon_days, low=0.0) / 365.0,
+                       tuple(labels))
