@@ -1,9 +1,42 @@
 """marginlab.models: meaning on top of the fast kernels.
 
-Market models and (as the project grows) calibration, instruments and books, margin
-methodologies, liquidation, backtests, reports and the ``marginlab`` command.
+Market models, books and market snapshots, scenario sets, portfolio revaluation and risk,
+margin methodologies (:mod:`marginlab.models.margin`), backtests
+(:mod:`marginlab.models.backtest`) and the ``marginlab`` command.
 """
 
+from . import backtest, margin
+from .book import Book, BookError
 from .market import GARCH, GBM, Bootstrap, MertonJump
+from .portfolio import (
+    PortfolioRisk,
+    UnitPnL,
+    account_equity,
+    account_pnl,
+    incremental_margin,
+    portfolio_risk,
+    revalue,
+)
+from .scenarios import MarketState, ScenarioSet, grid_scenarios, monte_carlo_scenarios
 
-__all__ = ["GBM", "MertonJump", "GARCH", "Bootstrap"]
+__all__ = [
+    "GBM",
+    "MertonJump",
+    "GARCH",
+    "Bootstrap",
+    "Book",
+    "BookError",
+    "MarketState",
+    "ScenarioSet",
+    "monte_carlo_scenarios",
+    "grid_scenarios",
+    "UnitPnL",
+    "PortfolioRisk",
+    "revalue",
+    "account_pnl",
+    "account_equity",
+    "portfolio_risk",
+    "incremental_margin",
+    "backtest",
+    "margin",
+]
