@@ -43,6 +43,8 @@ __all__ = [
     "holdings_matrix",
     "account_pnl",
     "account_equity",
+    "gross_notional",
+    "position_notional",
     "portfolio_risk",
     "incremental_margin",
     "FUNDING_INTERVALS_PER_YEAR",
@@ -192,6 +194,27 @@ def account_equity(book: Book, market: MarketState) -> pd.DataFrame:
     return pd.DataFrame({"account_id": book.account_ids, "collateral_value": coll,
                          "haircut_value": hair, "upnl": upnl_acc, "equity": coll + upnl_acc,
                          "margin_balance": hair + upnl_acc})
+
+
+def position_notional(book: Book, market: MarketState) -> np.ndarray:
+    """USD notional of each position row at today's prices, signed like the quantity.
+
+    Linear contracts and options: ``q m S`` (options on the underlying's notional); inverse
+    contracts: ``q F`` (the face value is USD)."""
+    inst = book.instruments
+    pi = book.position_instrument
+    t = inst["type"].to_numpy(str)[pi]
+    q = book.positions["quantity"].to_numpy(float)
+    s = market.prices(list(inst["underlying"]))[pi]
+    m = inst["multiplier"].to_numpy(float)[pi]
+    face = inst["face_value"].to_numpy(float)[pi]
+    return np.where(np.isin(t, INVERSE_TYPES), q * face, q * m * s)
+
+
+def gross_notional(book: Book, market: MarketState) -> np.ndarray:
+    """Sum of |position notional| per account, USD, shape (n_accounts,)."""
+    return np.bincount(book.position_account, weights=np.abs(position_notional(book, market)),
+                       minlength=book.n_accounts)
 
 
 @dataclass(frozen=True, eq=False)
