@@ -80,20 +80,29 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet):
     inst = book.instruments
     types = inst["type"].to_numpy(str)
     und_names = inst["underlying"].to_numpy(str)
-    for u in sorted(set(und_names)):
-        if u not in scenarios.underlyings:
-            raise ValueError(f"instruments on {u!r} but the scenarios only cover "
-                             f"{list(scenarios.underlyings)}")
-    und = np.array([scenarios.column(u) for u in und_names], dtype=np.int64)
+    held = np.diff(book.holdings.tocsc().indptr) > 0  # instruments someone holds
+    covered = np.isin(und_names, scenarios.underlyings)
+    missing = held & ~covered
+    if missing.any():
+        u = str(und_names[np.flatnonzero(missing)[0]])
+        raise ValueError(f"positions on {u!r} but the scenarios only cover "
+                         f"{list(scenarios.underlyings)}")
+    und = np.array([scenarios.column(u) if c else 0 for u, c in zip(und_names, covered,
+                                                                    strict=True)],
+                   dtype=np.int64)
     is_opt = np.isin(types, OPTION_TYPES)
     is_inv = np.isin(types, INVERSE_TYPES)
     is_perp = np.isin(types, PERP_TYPES)
     kind = np.where(is_opt, KIND_OPTION, np.where(is_inv, KIND_INVERSE, KIND_LINEAR))
     mult = np.where(is_inv, inst["face_value"].to_numpy(float), inst["multiplier"].to_numpy(float))
+    # Instruments nobody holds on underlyings without scenarios: a zero row.
+    kind = np.where(covered, kind, KIND_LINEAR)
+    mult = np.where(covered, mult, 0.0)
+    is_opt &= covered
     s0 = market.prices(scenarios.underlyings)
     vol = np.zeros(len(inst))
-    for u in sorted(set(und_names[is_opt])):
-        vol[(und_names == u) & is_opt] = market.implied_vol(u)
+    for u in sorted(set(und_names[is_opt & held])):
+        vol[(und_names == u) & is_opt] = market.implied_vol(str(u))
     n_funding = scenarios.horizon * FUNDING_INTERVALS_PER_YEAR
     rate = inst["funding_rate"].to_numpy(float)
     # Funding per unit over the horizon, USD now: linear on the notional mult x S0, inverse on
@@ -154,6 +163,17 @@ def account_pnl(book: Book, unit: UnitPnL, accounts: np.ndarray | slice | None =
     return np.asarray((h @ unit.pnl).T)
 
 
+def _instrument_spots(book: Book, market: MarketState) -> np.ndarray:
+    """Today's spot of each instrument's underlying (NaN where nobody holds it)."""
+    und = book.instruments["underlying"].to_numpy(str)
+    held = np.zeros(book.n_instruments, bool)
+    held[book.position_instrument] = True
+    out = np.full(book.n_instruments, np.nan)
+    for u in sorted(set(und[held])):
+        out[und == u] = market.price(str(u))
+    return out
+
+
 def account_equity(book: Book, market: MarketState) -> pd.DataFrame:
     """Per account: collateral value, haircut collateral value, unrealised P&L, equity.
 
@@ -165,8 +185,8 @@ def account_equity(book: Book, market: MarketState) -> pd.DataFrame:
     """
     inst = book.instruments
     types = inst["type"].to_numpy(str)
-    s = market.prices(list(inst["underlying"]))
-    opt = np.isin(types, OPTION_TYPES)
+    s = _instrument_spots(book, market)
+    opt = np.isin(types, OPTION_TYPES) & np.isfinite(s)
     value = np.zeros(len(inst))
     if opt.any():
         vol = np.array([market.implied_vol(u) if o else 0.2
@@ -205,7 +225,7 @@ def position_notional(book: Book, market: MarketState) -> np.ndarray:
     pi = book.position_instrument
     t = inst["type"].to_numpy(str)[pi]
     q = book.positions["quantity"].to_numpy(float)
-    s = market.prices(list(inst["underlying"]))[pi]
+    s = _instrument_spots(book, market)[pi]
     m = inst["multiplier"].to_numpy(float)[pi]
     face = inst["face_value"].to_numpy(float)[pi]
     return np.where(np.isin(t, INVERSE_TYPES), q * face, q * m * s)
