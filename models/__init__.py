@@ -7,6 +7,7 @@ margin methodologies (:mod:`marginlab.models.margin`), backtests
 
 from . import backtest, margin
 from .book import Book, BookError
+from .compare import compare
 from .market import GARCH, GBM, Bootstrap, MertonJump
 from .portfolio import (
     PortfolioRisk,
@@ -37,6 +38,7 @@ __all__ = [
     "account_equity",
     "portfolio_risk",
     "incremental_margin",
+    "compare",
     "backtest",
     "margin",
 ]

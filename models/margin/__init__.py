@@ -1,10 +1,16 @@
-"""marginlab.models.margin: exchange margin rules.
+"""marginlab.models.margin: margin methodologies under one interface.
 
-Bracket (leverage and margin tier) tables, initial and maintenance margin of positions and
-cross-margin accounts, and Binance-style liquidation and bankruptcy prices for linear
-(USDⓈ-M) and inverse (COIN-M) contracts.
+Every methodology is configured once and applied with ``method.compute(book, market,
+scenarios=None) -> MarginResult`` (see :mod:`.base`):
+
+* risk-based (:mod:`.risk_based`): ``MonteCarloMargin`` (VaR / ES from a market model),
+  ``HistoricalMargin`` (HS and filtered HS), ``AntiProcyclical`` (EMIR Art. 28 tools);
+* exchange rules: bracket (leverage and margin tier) tables, initial and maintenance margin of
+  positions and cross-margin accounts, and Binance-style liquidation and bankruptcy prices for
+  linear (USDⓈ-M) and inverse (COIN-M) contracts (:mod:`.brackets`, :mod:`.liquidation`).
 """
 
+from .base import MarginMethod, MarginResult
 from .brackets import (
     AccountMargin,
     BracketTable,
@@ -15,8 +21,15 @@ from .brackets import (
     unrealized_pnl,
 )
 from .liquidation import bankruptcy_price, liquidation_price, liquidation_price_with_table
+from .risk_based import AntiProcyclical, HistoricalMargin, MonteCarloMargin, historical_scenarios
 
 __all__ = [
+    "MarginMethod",
+    "MarginResult",
+    "MonteCarloMargin",
+    "HistoricalMargin",
+    "AntiProcyclical",
+    "historical_scenarios",
     "AccountMargin",
     "BracketTable",
     "bankruptcy_price",
