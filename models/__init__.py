@@ -7,7 +7,9 @@ margin methodologies (:mod:`marginlab.models.margin`), backtests
 
 from . import backtest, margin
 from .book import Book, BookError
+from .calibration import fit
 from .compare import compare
+from .history import PriceHistory, read_many, read_prices
 from .market import GARCH, GBM, Bootstrap, MertonJump
 from .portfolio import (
     PortfolioRisk,
@@ -19,6 +21,7 @@ from .portfolio import (
     revalue,
 )
 from .scenarios import MarketState, ScenarioSet, grid_scenarios, monte_carlo_scenarios
+from .synthetic import default_market, make_book
 
 __all__ = [
     "GBM",
@@ -38,6 +41,12 @@ __all__ = [
     "account_equity",
     "portfolio_risk",
     "incremental_margin",
+    "make_book",
+    "default_market",
+    "fit",
+    "read_prices",
+    "read_many",
+    "PriceHistory",
     "compare",
     "backtest",
     "margin",
