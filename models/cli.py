@@ -2,33 +2,39 @@
 
 Subcommands (each has ``--help``):
 
-* ``marginlab demo``: simulate every market model on an embedded default market (no data
-  files needed) and print a short summary per model.
+* ``marginlab run CONFIG.toml [--resume] [--workers N | --scheduler ADDRESS]``: the batch run.
+* ``marginlab demo``: the same on an embedded default (a synthetic book and market generated
+  by our own models, no data files), after a short summary of every market model.
+* ``marginlab make-book --accounts N --seed S OUT``: a synthetic book as CSV or Parquet files.
+* ``marginlab calibrate PRICES --model garch --dist t``: fit a market model to price history.
+* ``marginlab compare CONFIG.toml``: run the configured methods side by side (table + plots).
+
+Exit codes: 0 on success; 1 with a one-line reason on stderr on bad input or failure; 2 for
+command-line usage errors. ``--verbose`` shows logs and tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 __all__ = ["main"]
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _models_summary(args: argparse.Namespace) -> None:
     from marginlab.simulate import simulate_extremes
 
     from .demo import default_models
 
-    for flag, value in (("--paths", args.paths), ("--days", args.days)):
-        if value < 1:
-            raise ValueError(f"{flag} must be an int >= 1 (n_paths / n_steps), got {value}")
     s0 = np.array([60_000.0, 3_000.0])
     horizon_days = args.days
-    print(f"marginlab demo: {args.paths:,} paths x {horizon_days} daily steps, BTC and ETH "
+    print(f"Market models: {args.paths:,} paths x {horizon_days} daily steps, BTC and ETH "
           f"from S0 = {s0[0]:,.0f} / {s0[1]:,.0f} USD, seed {args.seed}")
     header = (f"{'model':<18}{'asset':<6}{'E[S_T]/S0':>10}{'vol(ann.)':>10}"
               f"{'VaR99 long':>12}{'ES99 long':>11}{'P(min<-20%)':>13}{'time s':>8}")
@@ -44,12 +50,114 @@ def _demo(args: argparse.Namespace) -> int:
             loss = -ret
             var = float(np.quantile(loss, 0.99))
             es = float(loss[loss >= var].mean())
-            logr = np.log1p(ret)
-            vol = float(logr.std() * np.sqrt(365.0 / horizon_days))
+            vol = float(np.log1p(ret).std() * np.sqrt(365.0 / horizon_days))
             p_dd = float(np.mean(ext.minimum[:, a] < 0.8 * s0[a]))
             print(f"{name:<18}{asset:<6}{1 + ret.mean():>10.4f}{vol:>10.1%}{var:>12.2%}"
                   f"{es:>11.2%}{p_dd:>13.2%}{elapsed:>8.2f}")
     print("VaR/ES: 99% loss of a long position over the horizon, as a fraction of notional.")
+
+
+def _print_outputs(outputs) -> None:
+    import pandas as pd
+
+    summary = pd.read_csv(outputs.summary)
+    with pd.option_context("display.width", 120, "display.max_columns", 20,
+                           "display.float_format", "{:,.4g}".format):
+        print(summary.to_string(index=False))
+    t = outputs.info["timings_s"]
+    print(f"{outputs.info['n_accounts']:,} accounts x {len(outputs.info['methods'])} methods "
+          f"in {t['total']:.1f} s (compute {t['compute']:.1f} s).")
+    print(f"Outputs written to {outputs.folder.resolve()}:")
+    for p in (outputs.accounts, outputs.allocations, outputs.summary, outputs.report,
+              outputs.manifest):
+        if p is not None:
+            print(f"  {p.name}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    for flag, value in (("--paths", args.paths), ("--days", args.days),
+                        ("--accounts", args.accounts), ("--scenarios", args.scenarios)):
+        if value < 1:
+            raise ValueError(f"{flag} must be an int >= 1 (n_paths / n_steps), got {value}")
+    _models_summary(args)
+    if args.no_run:
+        return 0
+    from .config import config_from_dict
+    from .demo import default_config
+    from .runner import run_batch
+
+    print()
+    print(f"Batch run on the embedded default: {args.accounts:,} synthetic accounts, "
+          f"{args.scenarios:,} scenarios")
+    cfg = config_from_dict(default_config(args.output, args.accounts, args.scenarios),
+                           Path.cwd(), "embedded default")
+    outputs = run_batch(cfg, progress=not args.quiet)
+    _print_outputs(outputs)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runner import run_batch
+
+    cfg = load_config(args.config)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    outputs = run_batch(cfg, resume=args.resume, workers=args.workers,
+                        scheduler=args.scheduler, progress=not args.quiet,
+                        output=args.output)
+    _print_outputs(outputs)
+    return 0
+
+
+def _make_book(args: argparse.Namespace) -> int:
+    from .synthetic import make_book
+
+    if args.accounts < 1:
+        raise ValueError(f"--accounts must be >= 1, got {args.accounts}")
+    book = make_book(args.accounts, args.seed)
+    paths = book.to_files(args.out, fmt=args.format)
+    print(f"{book!r}")
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibration import fit
+    from .history import read_prices
+
+    hist = read_prices(args.prices, column=args.column)
+    kw = {}
+    if args.model in ("garch", "fhs"):
+        kw["dist"] = args.dist
+        kw["gjr"] = args.gjr
+    result = fit(hist, model=args.model, **kw)
+    print(f"{args.model} fit to {hist.n_obs} prices of {args.prices} "
+          f"(step {hist.step * 365:g} days)")
+    print(result.summary().to_string())
+    print(f"log-likelihood {result.loglik:.2f}  AIC {result.aic:.2f}  BIC {result.bic:.2f}")
+    print(f"model: {result.model!r}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .config import load_config
+    from .runner import build_market, build_methods, load_book
+
+    cfg = load_config(args.config)
+    book = load_book(cfg)
+    table = compare(book, build_market(cfg), build_methods(cfg), plots_dir=args.output)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "comparison.csv"
+    tmp = out / ".comparison.csv.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    summary = table.groupby("method", sort=False)[["im", "mm", "im_isolated"]].sum()
+    print(summary.to_string(float_format="{:,.0f}".format))
+    print(f"wrote {path} and plots in {out.resolve()}")
     return 0
 
 
@@ -58,15 +166,61 @@ def _parser() -> argparse.ArgumentParser:
         prog="marginlab",
         description="Monte Carlo VaR / expected-shortfall margin for crypto derivatives.",
     )
-    p.add_argument("--verbose", action="store_true", help="print tracebacks and logs")
+    p.add_argument("--verbose", action="store_true", help="show logs and tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    d = sub.add_parser("demo", help="simulate every market model on the embedded default",
-                       description="Simulate GBM, Merton, GARCH-t and FHS on a synthetic "
-                       "two-asset market and print margin-relevant statistics.")
+
+    r = sub.add_parser("run", help="batch run of a CONFIG.toml",
+                       description="Compute every account's margin under the configured "
+                       "methods; outputs Parquet, a summary CSV, a manifest and a report.")
+    r.add_argument("config", help="configuration file (TOML)")
+    r.add_argument("--resume", action="store_true",
+                   help="reuse checkpoints of an interrupted run of the same config")
+    r.add_argument("--workers", type=int, default=0,
+                   help="run blocks on a local Dask cluster of N processes")
+    r.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    r.add_argument("--output", default=None, help="output folder (default: run.output)")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=_run)
+
+    d = sub.add_parser("demo", help="run the embedded default (no data files needed)",
+                       description="Summarise every market model, then run the batch on a "
+                       "synthetic book and market generated by marginlab itself.")
     d.add_argument("--paths", type=int, default=200_000, help="paths per model (default 200000)")
     d.add_argument("--days", type=int, default=2, help="horizon (MPOR) in days (default 2)")
     d.add_argument("--seed", type=int, default=20240101, help="random seed")
+    d.add_argument("--accounts", type=int, default=2_000, help="synthetic accounts (2000)")
+    d.add_argument("--scenarios", type=int, default=10_000, help="scenarios (10000)")
+    d.add_argument("--output", default="marginlab-demo-output", help="output folder")
+    d.add_argument("--no-run", action="store_true", help="only the market-model summary")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=_demo)
+
+    m = sub.add_parser("make-book", help="write a synthetic book",
+                       description="Write instruments, positions and collateral files of a "
+                       "synthetic book (marginlab.models.make_book).")
+    m.add_argument("--accounts", type=int, required=True, help="number of accounts")
+    m.add_argument("--seed", type=int, default=0, help="random seed")
+    m.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    m.add_argument("out", help="output folder")
+    m.set_defaults(func=_make_book)
+
+    c = sub.add_parser("calibrate", help="fit a market model to price history",
+                       description="Fit GBM, EWMA, GARCH/GJR, Merton or FHS to a CSV/Parquet "
+                       "price history (date or datetime column + close).")
+    c.add_argument("prices", help="price file")
+    c.add_argument("--model", choices=("gbm", "ewma", "garch", "merton", "fhs"),
+                   default="garch")
+    c.add_argument("--dist", choices=("normal", "t"), default="t")
+    c.add_argument("--gjr", action="store_true", help="GJR leverage term")
+    c.add_argument("--column", default="close", help="price column (default close)")
+    c.set_defaults(func=_calibrate)
+
+    k = sub.add_parser("compare", help="compare the configured methods side by side",
+                       description="Run the methods of CONFIG.toml on its book: one table "
+                       "per account and method, with isolated-margin offsets, and plots.")
+    k.add_argument("config", help="configuration file (TOML)")
+    k.add_argument("--output", default="marginlab-compare", help="output folder")
+    k.set_defaults(func=_compare)
     return p
 
 
@@ -77,12 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, KeyError) as exc:
         if args.verbose:
             raise
-        print(f"marginlab: error: {exc}", file=sys.stderr)
+        msg = str(exc).replace("\n", " ")
+        print(f"marginlab: error: {msg}", file=sys.stderr)
         return 1
 
 

@@ -12,7 +12,7 @@ from marginlab.simulate import simulate_paths
 
 from .market import GARCH, GBM, Bootstrap, MertonJump
 
-__all__ = ["default_models", "CORR"]
+__all__ = ["default_models", "default_config", "CORR"]
 
 CORR = np.array([[1.0, 0.8], [0.8, 1.0]])
 """BTC-ETH correlation of daily log returns (order of magnitude of 2020-2025)."""
@@ -42,3 +42,37 @@ def default_models(seed: int = 7) -> dict[str, object]:
     resid = (rets - garch_t.mu) / np.sqrt(h)
     fhs = GARCH(omega=[2e-5, 4e-5], alpha=0.08, beta=0.88, gamma=0.02, dist=Bootstrap(resid))
     return {"GBM": gbm, "Merton jumps": merton, "GJR-GARCH-t": garch_t, "FHS (bootstrap)": fhs}
+
+
+def default_config(output: str = "marginlab-demo-output", accounts: int = 2_000,
+                   n_scenarios: int = 10_000, seed: int = 20240101) -> dict:
+    """The embedded default batch run of ``marginlab demo``: a synthetic book (our own
+    generator) on BTC, ETH and SOL, GBM scenarios with implied-vol shocks, and the Monte
+    Carlo ES and VaR methods (plus the scenario-grid method when available)."""
+    from .synthetic import default_market
+
+    mkt = default_market(("BTC", "ETH", "SOL"))
+    corr = [[1.0, 0.8, 0.7], [0.8, 1.0, 0.75], [0.7, 0.75, 1.0]]
+    methods = [
+        {"type": "monte_carlo", "name": "MC ES 99%", "measure": "es", "level": 0.99},
+        {"type": "monte_carlo", "name": "MC VaR 99%", "measure": "var", "level": 0.99},
+    ]
+    try:
+        from .margin import grid  # noqa: F401
+
+        methods.append({"type": "span", "name": "SPAN-like",
+                        "params": {"price_scan": {"BTC": 0.15, "ETH": 0.18, "SOL": 0.25},
+                                   "vol_scan": {"BTC": 0.25, "ETH": 0.25, "SOL": 0.3}}})
+    except ImportError:
+        pass
+    return {
+        "book": {"synthetic_accounts": accounts, "synthetic_seed": seed % 2**31},
+        "market": {"spot": mkt["spot"], "vol": mkt["vol"]},
+        "scenarios": {"model": "gbm", "underlyings": ["BTC", "ETH", "SOL"],
+                      "params": {"mu": 0.0, "sigma": [mkt["vol"][u] for u in
+                                                      ("BTC", "ETH", "SOL")]},
+                      "corr": corr, "n_scenarios": n_scenarios, "seed": seed,
+                      "horizon_days": 2.0, "vol_of_vol": 1.0, "vol_price_corr": -0.5},
+        "methods": methods,
+        "run": {"output": output, "account_block": 1_000},
+    }
