@@ -13,8 +13,9 @@ Outputs in the output folder (each written to a temporary name and renamed when 
 complete when it is not):
 
 ``accounts.parquet``
-    One row per account and method: ``account_id``, ``method``, ``im``, ``mm``,
-    ``margin_balance``, ``excess``, ``margin_ratio``, ``driver``, ``gross_notional`` and, for
+    One row per account and method (rows grouped by method, accounts in book order):
+    ``account_id``, ``method``, ``im``, ``mm``, ``margin_balance``, ``excess``,
+    ``margin_ratio``, ``driver``, ``gross_notional`` and, for
     risk-based methods, ``var``, ``var_lo``, ``var_hi``, ``es``, ``es_se``, ``es_lo``, ``es_hi``.
 ``allocations.parquet``
     One row per holding and method: ``account_id``, ``method``, ``holding``,
@@ -371,20 +372,24 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
     bar.close()
     t_compute = time.perf_counter() - t0
 
-    # Assemble in block order, streaming (memory stays at one block).
+    # Assemble method by method, blocks in order (rows: method-major, then account order, so
+    # the files do not depend on the block size), streaming: memory stays at one block.
     t0 = time.perf_counter()
     paths = {name: out / f"{name}.parquet" for name in ("accounts", "allocations")}
     n_rows = {}
+    method_names = [m.name or m.type for m in cfg.methods]
     for name, idx in (("accounts", 0), ("allocations", 1)):
         tmp = out / f".{name}.parquet.tmp"
         writer = None
         rows = 0
-        for b in range(n_blocks):
-            table = pq.read_table(_ckpt_paths(ckpt, b)[idx])
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
+        for method_name in method_names:
+            for b in range(n_blocks):
+                table = pq.read_table(_ckpt_paths(ckpt, b)[idx],
+                                      filters=[("method", "=", method_name)])
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
         writer.close()
         n_rows[name] = rows
     summary = _summary(out / ".accounts.parquet.tmp")
