@@ -78,7 +78,8 @@ class _Source:
 
     def where(self, frame: pd.DataFrame, pos: int, column: str | None) -> str:
         if self.is_file:
-            row = f"line {pos + 2}"
+            lines = frame.attrs.get("lines")
+            row = f"line {lines[pos] if lines is not None else pos + 2}"
         else:
             row = f"row {frame.index[pos]!r}"
         col = f", column {column!r}" if column is not None else ""
@@ -93,13 +94,21 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     suffix = p.suffix.lower()
     if suffix == ".csv":
         try:
-            return pd.read_csv(p, dtype={"account_id": str, "instrument_id": str,
-                                         "asset": str, "underlying": str},
-                               keep_default_na=True)
+            frame = pd.read_csv(p, dtype={"account_id": str, "instrument_id": str,
+                                          "asset": str, "underlying": str},
+                                keep_default_na=True, skip_blank_lines=False)
         except pd.errors.EmptyDataError:
             raise BookError(f"{p}: the file is empty (a header row is required)") from None
         except pd.errors.ParserError as exc:
             raise BookError(f"{p}: not a valid CSV table: {exc}") from None
+        # Blank lines are kept by the reader so that row i sits on line i + 2; drop them now
+        # and remember each remaining row's line for error messages. (A quoted field that
+        # spans several lines would still shift the count.)
+        blank = frame.isna().all(axis=1).to_numpy()
+        lines = np.flatnonzero(~blank) + 2
+        frame = frame.loc[~blank].reset_index(drop=True)
+        frame.attrs["lines"] = lines
+        return frame
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(p)
     raise BookError(f"{p}: unknown table format {suffix!r}; use .csv or .parquet")
@@ -339,11 +348,15 @@ class Book:
                             ("collateral", self.collateral)):
             final = out / f"{name}.{fmt}"
             tmp = out / f".{name}.{fmt}.tmp"
-            if fmt == "csv":
-                frame.to_csv(tmp, index=False)
-            else:
-                frame.to_parquet(tmp, index=False)
-            os.replace(tmp, final)
+            try:
+                if fmt == "csv":
+                    frame.to_csv(tmp, index=False)
+                else:
+                    frame.to_parquet(tmp, index=False)
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             paths[name] = final
         return paths
 

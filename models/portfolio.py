@@ -76,11 +76,16 @@ class UnitPnL:
     scenarios: ScenarioSet
 
 
-def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet):
+def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet,
+                       also_held: np.ndarray | None = None):
+    # ``also_held``: instrument columns that must be valued although nobody in the book holds
+    # them (what-if trades).
     inst = book.instruments
     types = inst["type"].to_numpy(str)
     und_names = inst["underlying"].to_numpy(str)
     held = np.diff(book.holdings.tocsc().indptr) > 0  # instruments someone holds
+    if also_held is not None:
+        held[also_held] = True
     covered = np.isin(und_names, scenarios.underlyings)
     missing = held & ~covered
     if missing.any():
@@ -103,6 +108,11 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet):
     vol = np.zeros(len(inst))
     for u in sorted(set(und_names[is_opt & held])):
         vol[(und_names == u) & is_opt] = market.implied_vol(str(u))
+    # Options nobody holds on covered underlyings: value them too when the market has a vol,
+    # so every row is meaningful whoever holds what.
+    for u in sorted(set(und_names[is_opt & ~held]) - set(und_names[is_opt & held])):
+        if str(u) in market.vol:
+            vol[(und_names == u) & is_opt] = market.vol[str(u)]
     n_funding = scenarios.horizon * FUNDING_INTERVALS_PER_YEAR
     rate = inst["funding_rate"].to_numpy(float)
     # Funding per unit over the horizon, USD now: linear on the notional mult x S0, inverse on
@@ -116,7 +126,7 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet):
 
 
 def revalue(book: Book, market: MarketState, scenarios: ScenarioSet, *,
-            approx: bool = False) -> UnitPnL:
+            approx: bool = False, also_held: np.ndarray | None = None) -> UnitPnL:
     """Unit P&L of every instrument and collateral asset of ``book`` in every scenario.
 
     Parameters
@@ -128,8 +138,11 @@ def revalue(book: Book, market: MarketState, scenarios: ScenarioSet, *,
         Prices and vol shocks at the horizon.
     approx : bool
         Delta-gamma-vega-theta approximation of options instead of full revaluation.
+    also_held : array of int, optional
+        Instrument columns to value as if held (what-if trades); by default instruments that
+        nobody holds may get a zero row when their underlying has no scenarios.
     """
-    arrays, s0 = _instrument_arrays(book, market, scenarios)
+    arrays, s0 = _instrument_arrays(book, market, scenarios, also_held)
     u_inst = unit_pnl(scenarios.prices, scenarios.vol_shock, s0, horizon=scenarios.horizon,
                       rate=market.rate, approx=approx, **arrays)
     rows = [u_inst]
@@ -373,7 +386,6 @@ def incremental_margin(
     for col in ("account_id", "instrument_id", "quantity"):
         if col not in trades.columns:
             raise ValueError(f"trades is missing column {col!r}")
-    unit = scenarios if isinstance(scenarios, UnitPnL) else revalue(book, market, scenarios)
     acc_index = pd.Index(book.account_ids)
     inst_index = pd.Index(book.instruments["instrument_id"])
     ai = acc_index.get_indexer(trades["account_id"].astype(str))
@@ -384,6 +396,10 @@ def incremental_margin(
     if np.any(ii < 0):
         bad = trades["instrument_id"].iloc[int(np.flatnonzero(ii < 0)[0])]
         raise ValueError(f"trades: unknown instrument_id {bad!r}")
+    if isinstance(scenarios, UnitPnL):
+        unit = scenarios
+    else:
+        unit = revalue(book, market, scenarios, also_held=np.unique(ii))
     q = trades["quantity"].to_numpy(float)
     if not np.all(np.isfinite(q)):
         raise ValueError("trades: quantity must be finite")

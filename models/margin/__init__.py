@@ -20,6 +20,14 @@ from .brackets import (
     position_notional,
     unrealized_pnl,
 )
+from .exchange import (
+    DeribitLinearMargin,
+    DriftMargin,
+    DydxMargin,
+    TieredMargin,
+    drift_margin_ratio,
+    dydx_initial_margin_fraction,
+)
 from .liquidation import bankruptcy_price, liquidation_price, liquidation_price_with_table
 from .risk_based import AntiProcyclical, HistoricalMargin, MonteCarloMargin, historical_scenarios
 
@@ -30,6 +38,12 @@ __all__ = [
     "HistoricalMargin",
     "AntiProcyclical",
     "historical_scenarios",
+    "TieredMargin",
+    "DydxMargin",
+    "DriftMargin",
+    "DeribitLinearMargin",
+    "dydx_initial_margin_fraction",
+    "drift_margin_ratio",
     "AccountMargin",
     "BracketTable",
     "bankruptcy_price",
