@@ -126,11 +126,25 @@ def build_methods(cfg: RunConfig) -> list[Any]:
 
                 cls = grid.SpanLike if m.type == "span" else grid.DeribitLike
                 out.append(cls(**m.params, name=name))
-            else:
-                from .margin import exchange
+            elif m.type == "tiered":
+                from .margin.brackets import BracketTable, binance_btcusdt_2021
+                from .margin.exchange import TieredMargin
 
-                cls = exchange.TieredMargin if m.type == "tiered" else exchange.DydxMargin
-                out.append(cls(**m.params, name=name))
+                params = dict(m.params)
+                tables = {}
+                for key_, src in params.pop("tables", {}).items():
+                    # a bracket file (CSV or TOML) or "builtin" for the shipped BTCUSDT table
+                    if src == "builtin":
+                        tables[key_] = binance_btcusdt_2021()
+                    elif str(src).lower().endswith(".toml"):
+                        tables[key_] = BracketTable.from_toml(cfg.path(src))
+                    else:
+                        tables[key_] = BracketTable.from_csv(cfg.path(src))
+                out.append(TieredMargin(tables, name=name, **params))
+            else:
+                from .margin.exchange import DydxMargin
+
+                out.append(DydxMargin(**m.params, name=name))
         except (TypeError, ValueError, KeyError, OSError) as exc:
             raise ValueError(f"{key} ({name!r}): {exc}") from None
     return out
