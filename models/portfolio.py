@@ -48,6 +48,7 @@ __all__ = [
     "portfolio_risk",
     "incremental_margin",
     "FUNDING_INTERVALS_PER_YEAR",
+    "instrument_arrays",
 ]
 
 FUNDING_INTERVALS_PER_YEAR = 3 * 365
@@ -123,6 +124,10 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet,
                 expiry=np.nan_to_num(inst["expiry"].to_numpy(float), nan=0.0),
                 is_call=inst["option_type"].to_numpy(str) == "call", implied_vol=vol,
                 funding=funding), s0
+
+
+instrument_arrays = _instrument_arrays
+"""Public name of the per-instrument kernel arrays (used by the scenario-grid methods)."""
 
 
 def revalue(book: Book, market: MarketState, scenarios: ScenarioSet, *,

@@ -5,6 +5,10 @@ scenarios=None) -> MarginResult`` (see :mod:`.base`):
 
 * risk-based (:mod:`.risk_based`): ``MonteCarloMargin`` (VaR / ES from a market model),
   ``HistoricalMargin`` (HS and filtered HS), ``AntiProcyclical`` (EMIR Art. 28 tools);
+* scenario grids (:mod:`.grid`): ``SpanLike`` (CME SPAN's 16 scenarios, spread charge,
+  short option minimum) and ``DeribitLike`` (Deribit portfolio margin risk matrix);
+* size-scaled exchange methods (:mod:`.exchange`): ``TieredMargin`` (bracket tables,
+  isolated or cross), ``DydxMargin``, ``DriftMargin``, ``DeribitLinearMargin``;
 * exchange rules: bracket (leverage and margin tier) tables, initial and maintenance margin of
   positions and cross-margin accounts, and Binance-style liquidation and bankruptcy prices for
   linear (USDⓈ-M) and inverse (COIN-M) contracts (:mod:`.brackets`, :mod:`.liquidation`).
@@ -28,6 +32,7 @@ from .exchange import (
     drift_margin_ratio,
     dydx_initial_margin_fraction,
 )
+from .grid import SPAN_SCENARIOS, DeribitLike, SpanLike
 from .liquidation import bankruptcy_price, liquidation_price, liquidation_price_with_table
 from .risk_based import AntiProcyclical, HistoricalMargin, MonteCarloMargin, historical_scenarios
 
@@ -38,6 +43,9 @@ __all__ = [
     "HistoricalMargin",
     "AntiProcyclical",
     "historical_scenarios",
+    "SpanLike",
+    "DeribitLike",
+    "SPAN_SCENARIOS",
     "TieredMargin",
     "DydxMargin",
     "DriftMargin",
