@@ -58,7 +58,7 @@ def _run(ctx: Context, accounts: int, workers: int = 0) -> tuple[float, float, d
     if key not in ctx.memo:
         import tempfile
 
-        scenarios = 1_000 if ctx.quick else 10_000
+        scenarios = 200 if ctx.quick else 10_000
         with tempfile.TemporaryDirectory() as tmp:
             snippet = _SNIPPET.format(out=tmp, accounts=accounts, scenarios=scenarios,
                                       block=max(1, min(50_000, accounts // 4)), workers=workers)
@@ -69,7 +69,7 @@ def _run(ctx: Context, accounts: int, workers: int = 0) -> tuple[float, float, d
 
 
 def bench_scale(ctx: Context) -> list[Row]:
-    small, large = (2_000, 20_000) if ctx.quick else (100_000, 1_000_000)
+    small, large = (300, 1_200) if ctx.quick else (100_000, 1_000_000)
     rows = []
     t_small, rss_small, info_small = _run(ctx, small)
     rows.append(Row(f"batch.{_label(small)} wall time", t_small, "s", t_small, "itself", 1.0,
@@ -93,19 +93,22 @@ def bench_scale(ctx: Context) -> list[Row]:
 
 
 def bench_dask(ctx: Context) -> list[Row]:
-    accounts = 5_000 if ctx.quick else 100_000
+    accounts = 600 if ctx.quick else 100_000
     t1, _, _ = _run(ctx, accounts)
     rows = []
-    for workers in (1, 2):
+    for workers in ((2,) if ctx.quick else (1, 2)):
         tw, _, info = _run(ctx, accounts, workers)
         rows.append(Row(f"dask.local ({workers} worker{'s' if workers > 1 else ''})", tw, "s",
                         t1, "single process", t1 / tw, None))
-    per_account = rows[-1].value / accounts
+    per_account = t1 / accounts  # single process on both cores: core-time = 2 x wall
     ctx.notes.append(
         f"Scaling on this 2-core machine: {_label(accounts)} accounts take {t1:.1f} s in one "
-        f"process (numba uses both cores), {rows[0].value:.1f} s on 1 Dask worker and "
-        f"{rows[1].value:.1f} s on 2 single-threaded workers (cluster start-up included). "
-        f"Paper estimate for 10^7 accounts: compute is linear in accounts at about "
+        f"process (numba uses both cores); on a local Dask cluster (cluster start-up "
+        f"included): " + ", ".join(f"{r.value:.1f} s ({r.name.split('(')[1][:-1]})"
+                                   for r in rows) + ". "
+        f"Paper estimate for 10^7 accounts (from the single-process run; cluster start-up "
+        f"and scheduling add a few seconds per run and ~10 ms per block): compute is "
+        f"linear in accounts at about "
         f"{per_account * 2 * 1e6:.0f} core-microseconds per account here, so N workers of one "
         f"core each need about {per_account * 2 * 1e7 / 60:.0f} / N minutes plus the book "
         f"broadcast and the assembly of the outputs (about 2 minutes of single-machine I/O for "
