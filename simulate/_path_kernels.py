@@ -86,8 +86,12 @@ def jump_diffusion_kernel(
     b_first = first // BLOCK_PATHS
     n_blocks = (first + n - 1) // BLOCK_PATHS - b_first + 1
     one = drift.shape[0] == 1
+    plain = one and lam_dt[0] == 0.0 and pair == 1
     for ib in prange(n_blocks):
-        if one:
+        if plain:
+            _gbm_block_1(b_first + ib, key, first, n, n_steps, mode, drift[0],
+                         vol[0] * chol[0, 0], s0[0], paths, term, lo, hi)
+        elif one:
             _jump_diffusion_block_1(
                 b_first + ib, key, first, n, n_steps, pair, mode,
                 drift[0], vol[0], chol[0, 0], lam_dt[0], exp_neg_lam_dt[0], jump_mean[0],
@@ -179,6 +183,51 @@ def _jump_diffusion_block(
             if rows[j] >= 0:
                 _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp,
                              scale)
+
+
+@kernel
+def _gbm_block_1(b, key, first, n, n_steps, mode, drift, vol, s0, paths, term, lo, hi):
+    # The common case (one asset, no jumps, no antithetic) without any branch in the step
+    # loop: the same draws and arithmetic as _jump_diffusion_block_1 (vol is vol * c00 with
+    # c00 == 1 for one asset; adding the zero jump term changes no bit).
+    st = block_state(key, b)
+    n_t = paths.shape[1]
+    tmp = np.empty(n_t)
+    scale = np.full(n_t, s0)
+    p_lo = b * BLOCK_PATHS
+    p_hi = min(p_lo + BLOCK_PATHS, first + n)
+    for p in range(p_lo, p_hi):
+        row = p - first
+        L = 0.0
+        if mode == MODE_PATHS:
+            if row >= 0:
+                paths[row, 0, 0] = 0.0
+                for t in range(1, n_steps + 1):
+                    x, st = normal(st)
+                    L += drift + vol * x
+                    paths[row, t, 0] = L
+                scaled_exp_inplace(paths[row].reshape(n_t), tmp, scale)
+            else:
+                for _t in range(n_steps):
+                    x, st = normal(st)
+        elif mode == MODE_TERMINAL:
+            for _t in range(n_steps):
+                x, st = normal(st)
+                L += drift + vol * x
+            if row >= 0:
+                term[row, 0] = scaled_exp1(s0, L)
+        else:
+            lmin = 0.0
+            lmax = 0.0
+            for _t in range(n_steps):
+                x, st = normal(st)
+                L += drift + vol * x
+                lmin = min(lmin, L)
+                lmax = max(lmax, L)
+            if row >= 0:
+                term[row, 0] = scaled_exp1(s0, L)
+                lo[row, 0] = scaled_exp1(s0, lmin)
+                hi[row, 0] = scaled_exp1(s0, lmax)
 
 
 @kernel
