@@ -6,10 +6,12 @@ Cody-Waite range reduction ``x = k ln2 + r`` (|r| <= ln2/2, ``k`` rounded with t
 shifter trick), a degree-13 Taylor polynomial in ``r`` evaluated as ``1 + (r + r^2 q(r))``, and
 scales by ``2**k`` by adding ``k << 52`` to the exponent bits. Every operation is an IEEE
 add/multiply/floor without fused multiply-adds (numba sets no ``contract`` flag), so LLVM
-vectorises the loop and the scalar form :func:`exp1` gives the same bits as the vector form.
+vectorises the loop and the scalar form :func:`scaled_exp1` gives the same bits as the vector
+form :func:`scaled_exp_inplace`.
 
-Accuracy: at most 1 ulp from the correctly rounded value (checked against ``mpmath`` in the
-tests); inputs are clamped to [-700, 700], far beyond any log price ratio.
+Accuracy: at most 1 ulp from the correctly rounded value (checked against extended precision
+in the tests); inputs are clamped to [-700, 700], far beyond any log price ratio. The scaled
+forms assume ``scale * exp(x)`` is a normal double (no overflow or subnormal result).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from ._numba import inline_kernel
 
-__all__ = ["exp1", "exp_inplace", "scaled_exp1", "scaled_exp_inplace"]
+__all__ = ["scaled_exp1", "scaled_exp_inplace"]
 
 _LOG2E = 1.4426950408889634
 _SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer in the low bits
@@ -50,30 +52,13 @@ def _poly(r):
 
 
 @inline_kernel
-def exp1(x):
-    """Scalar ``exp(x)``, bit-identical to :func:`exp_inplace` on the same input."""
+def _reduce(x):
+    # x = k ln2 + r: returns the shifted t (its low bits hold k), k as a float, and r.
     x = min(max(x, -_X_MAX), _X_MAX)
     t = x * _LOG2E + _SHIFTER
     kf = t - _SHIFTER
     r = (x - kf * _LN2_HI) - kf * _LN2_LO
-    return math.ldexp(_poly(r), int(kf))
-
-
-@inline_kernel
-def exp_inplace(buf, tmp):
-    """``buf[:] = exp(buf)`` for a contiguous 1-D ``buf``; ``tmp`` is scratch of the same size."""
-    n = buf.shape[0]
-    for i in range(n):
-        x = min(max(buf[i], -_X_MAX), _X_MAX)
-        t = x * _LOG2E + _SHIFTER
-        tmp[i] = t
-        kf = t - _SHIFTER
-        r = (x - kf * _LN2_HI) - kf * _LN2_LO
-        buf[i] = _poly(r)
-    bits = buf[:n].view(np.int64)
-    tbits = tmp[:n].view(np.int64)
-    for i in range(n):
-        bits[i] += tbits[i] << 52
+    return t, kf, r
 
 
 @inline_kernel
@@ -81,26 +66,19 @@ def scaled_exp1(c, x):
     """Scalar ``c * exp(x)`` for ``c > 0``, bit-identical to :func:`scaled_exp_inplace`.
 
     The scale multiplies the polynomial before the exact power-of-two scaling, so the result
-    is the correctly rounded product ``c * p(r)`` times ``2**k`` (the same bits as
-    ``c * exp1(x)`` whenever no result is subnormal or overflows)."""
-    x = min(max(x, -_X_MAX), _X_MAX)
-    t = x * _LOG2E + _SHIFTER
-    kf = t - _SHIFTER
-    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    is the correctly rounded product ``c * p(r)`` times ``2**k``."""
+    _, kf, r = _reduce(x)
     return math.ldexp(c * _poly(r), int(kf))
 
 
 @inline_kernel
 def scaled_exp_inplace(buf, tmp, scale):
-    """``buf[:] = scale * exp(buf)`` for contiguous 1-D ``buf`` and ``scale`` (one pass fewer
-    than :func:`exp_inplace` followed by a multiplication); ``tmp`` is scratch."""
+    """``buf[:] = scale * exp(buf)`` for contiguous 1-D ``buf`` and ``scale``; ``tmp`` is
+    scratch of the same size."""
     n = buf.shape[0]
     for i in range(n):
-        x = min(max(buf[i], -_X_MAX), _X_MAX)
-        t = x * _LOG2E + _SHIFTER
+        t, _, r = _reduce(buf[i])
         tmp[i] = t
-        kf = t - _SHIFTER
-        r = (x - kf * _LN2_HI) - kf * _LN2_LO
         buf[i] = scale[i] * _poly(r)
     bits = buf[:n].view(np.int64)
     tbits = tmp[:n].view(np.int64)
