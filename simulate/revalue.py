@@ -220,7 +220,8 @@ def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_h
     n_scen = U.shape[1]
     n_levels = var_top.shape[0]
     loss = np.empty(n_scen)
-    tail_idx = np.empty(n_scen, np.int64)
+    heap = np.empty(m_keep)
+    cand = np.empty(n_scen, np.int64)
     for acc in range(a_lo, a_hi):
         loss[:] = 0.0
         for p in range(indptr[acc], indptr[acc + 1]):
@@ -228,7 +229,50 @@ def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_h
             row = indices[p]
             for s in range(n_scen):
                 loss[s] -= q * U[row, s]
-        top = np.sort(np.partition(loss, n_scen - m_keep)[n_scen - m_keep:])[::-1]
+        # The m_keep largest losses: a bounded min-heap, written inline (a helper taking
+        # arrays would pay atomic reference counting on every call), then sorted.
+        for i in range(m_keep):
+            heap[i] = loss[i]
+        for start in range(m_keep // 2 - 1, -1, -1):
+            i = start
+            while True:
+                c = 2 * i + 1
+                if c >= m_keep:
+                    break
+                if c + 1 < m_keep and heap[c + 1] < heap[c]:
+                    c += 1
+                if heap[c] < heap[i]:
+                    tmp = heap[i]
+                    heap[i] = heap[c]
+                    heap[c] = tmp
+                    i = c
+                else:
+                    break
+        for s in range(m_keep, n_scen):
+            x = loss[s]
+            if x > heap[0]:
+                heap[0] = x
+                i = 0
+                while True:
+                    c = 2 * i + 1
+                    if c >= m_keep:
+                        break
+                    if c + 1 < m_keep and heap[c + 1] < heap[c]:
+                        c += 1
+                    if heap[c] < x:
+                        heap[i] = heap[c]
+                        i = c
+                    else:
+                        break
+                heap[i] = x
+        top = np.sort(heap)[::-1]
+        t_min = top[m_keep - 1]
+        n_cand = 0
+        if alloc:
+            for s in range(n_scen):
+                if loss[s] >= t_min:
+                    cand[n_cand] = s
+                    n_cand += 1
         for li in range(n_levels):
             v = top[var_top[li]]
             out_var[li, acc] = v
@@ -253,37 +297,40 @@ def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_h
             out_es_se[li, acc] = math.sqrt((var_tail + level * (es - v) ** 2) / w)
             if alloc:
                 # Euler allocation. ES: weights 1/w on losses above the boundary order
-                # statistic t, the remaining weight spread over the scenarios equal to t.
+                # statistic t, the remaining weight spread over the scenarios equal to t;
+                # VaR: the mean position loss over the scenarios whose loss equals VaR. Both
+                # thresholds are >= t_min, so the candidates hold every scenario needed.
                 t = boundary
                 n_gt = 0
                 n_eq = 0
-                for s in range(n_scen):
-                    if loss[s] > t:
-                        tail_idx[n_gt] = s
-                        n_gt += 1
-                for s in range(n_scen):
-                    if loss[s] == t:
-                        tail_idx[n_gt + n_eq] = s
-                        n_eq += 1
-                w_eq = (w - n_gt) / n_eq / w if n_eq > 0 else 0.0
                 n_v = 0
-                for s in range(n_scen):
-                    if loss[s] == v:
+                for i in range(n_cand):
+                    ls = loss[cand[i]]
+                    if ls > t:
+                        n_gt += 1
+                    elif ls == t:
+                        n_eq += 1
+                    if ls == v:
                         n_v += 1
+                w_gt = 1.0 / w
+                w_eq = (w - n_gt) / n_eq / w if n_eq > 0 else 0.0
                 for p in range(indptr[acc], indptr[acc + 1]):
                     q = qty[p]
                     row = indices[p]
                     c_gt = 0.0
-                    for i in range(n_gt):
-                        c_gt -= U[row, tail_idx[i]]
                     c_eq = 0.0
-                    for i in range(n_gt, n_gt + n_eq):
-                        c_eq -= U[row, tail_idx[i]]
-                    out_alloc_es[li, p] = q * (c_gt / w + c_eq * w_eq)
                     c_v = 0.0
-                    for s in range(n_scen):
-                        if loss[s] == v:
-                            c_v -= U[row, s]
+                    for i in range(n_cand):
+                        sc = cand[i]
+                        ls = loss[sc]
+                        u = U[row, sc]
+                        if ls > t:
+                            c_gt -= u
+                        elif ls == t:
+                            c_eq -= u
+                        if ls == v:
+                            c_v -= u
+                    out_alloc_es[li, p] = q * (c_gt * w_gt + c_eq * w_eq)
                     out_alloc_var[li, p] = q * c_v / n_v
 
 
