@@ -32,8 +32,8 @@ import math
 
 import numpy as np
 
-from ._numba import kernel, parallel_kernel, prange
-from .pricing import _price_core
+from ._numba import inline_kernel, kernel, parallel_kernel, prange
+from .pricing import _ncdf
 
 __all__ = ["KIND_LINEAR", "KIND_INVERSE", "KIND_OPTION", "unit_pnl", "account_risk"]
 
@@ -46,9 +46,23 @@ _ACC_BLOCK = 64
 
 
 # ----------------------------------------------------------------------------- unit P&L
+@inline_kernel
+def _black_forward(s, k, logm, dr, carry_t, sqrt_t, sigma, phi):
+    # Black-76 on the forward s e^{carry_t}, discount dr, with the log-moneyness
+    # logm = log(s) - log(k) given (one log per scenario and underlying, not per option).
+    kdf = k * dr
+    v = sigma * sqrt_t
+    if not v > 0.0:
+        return max(phi * (s - kdf), 0.0)
+    d1 = (logm + carry_t) / v + 0.5 * v
+    d2 = d1 - v
+    return max(phi * (s * _ncdf(phi * d1) - kdf * _ncdf(phi * d2)), 0.0)
+
+
 @kernel
-def _unit_pnl_block(lo, hi, prices, shock, s0, kind, und, mult, strike, phi, sigma0, v0,
-                    funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h, out):
+def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, strike,
+                    log_strike, phi, sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta,
+                    gamma, vega, theta_h, out):
     n_instr = kind.shape[0]
     for j in range(n_instr):
         a = und[j]
@@ -69,19 +83,22 @@ def _unit_pnl_block(lo, hi, prices, shock, s0, kind, und, mult, strike, phi, sig
                                  + theta_h[j])
             else:
                 sig = sigma0[j] * shock[i, a]
-                v = _price_core(s, strike[j], 1.0, dr_h[j], carry_h[j], sqrt_h[j], sig, phi[j])
+                v = _black_forward(s, strike[j], log_prices[i, a] - log_strike[j], dr_h[j],
+                                   carry_h[j], sqrt_h[j], sig, phi[j])
                 out[j, i] = m * (v - v0[j])
 
 
 @parallel_kernel
-def _unit_pnl_kernel(prices, shock, s0, kind, und, mult, strike, phi, sigma0, v0, funding,
-                     dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h, out):
+def _unit_pnl_kernel(prices, log_prices, shock, s0, kind, und, mult, strike, log_strike, phi,
+                     sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega,
+                     theta_h, out):
     n = prices.shape[0]
     n_blocks = (n + _SCEN_BLOCK - 1) // _SCEN_BLOCK
     for b in prange(n_blocks):
-        _unit_pnl_block(b * _SCEN_BLOCK, min((b + 1) * _SCEN_BLOCK, n), prices, shock, s0,
-                        kind, und, mult, strike, phi, sigma0, v0, funding, dr_h, carry_h,
-                        sqrt_h, approx, delta, gamma, vega, theta_h, out)
+        _unit_pnl_block(b * _SCEN_BLOCK, min((b + 1) * _SCEN_BLOCK, n), prices, log_prices,
+                        shock, s0, kind, und, mult, strike, log_strike, phi, sigma0, v0,
+                        funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h,
+                        out)
 
 
 def _f64(x) -> np.ndarray:
@@ -204,7 +221,8 @@ def unit_pnl(
     sqrt_h = np.sqrt(rem)
     theta_h = theta * min(horizon, 1e300) * (tau > horizon) + (tau <= horizon) * 0.0
     out = np.empty((n, n_scen))
-    _unit_pnl_kernel(prices, shock, s0, _f64(kind), und, mult, _f64(strike_o), _f64(phi),
+    _unit_pnl_kernel(prices, np.log(prices), shock, s0, _f64(kind), und, mult, _f64(strike_o),
+                     np.log(_f64(strike_o)), _f64(phi),
                      _f64(sig_o), _f64(np.where(opt, price, 0.0)), funding, _f64(dr_h),
                      _f64(carry_h), _f64(sqrt_h), bool(approx), _f64(np.where(opt, delta, 0)),
                      _f64(np.where(opt, gamma, 0)), _f64(np.where(opt, vega, 0)),
