@@ -24,7 +24,7 @@ pytest.importorskip("QuantLib")
 pytest.importorskip("arch")
 
 
-def _bench(*args: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
+def _bench(*args: str, timeout: float = 600.0) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "benchmarks", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
@@ -66,13 +66,25 @@ def test_every_benchmark_of_the_brief_reports(quick_run):
     assert "| benchmark" in stdout and "target(s) met" in stdout
 
 
-def test_write_replaces_only_the_results_section(quick_run):
-    _, written, _ = quick_run
+def _outside_results(text: str) -> str:
+    """The document with every results section (between its markers) removed."""
+    import re
+
+    return re.sub(r"<!-- results:(\w+):start -->.*?<!-- results:\1:end -->", "", text,
+                  flags=re.S)
+
+
+def test_write_replaces_only_the_results_sections(quick_run):
+    """--write changes nothing outside the results markers, and fills every subject's."""
+    results, written, _ = quick_run
     original = (ROOT / "BENCHMARKS.md").read_text()
-    assert written.split(START)[0] == original.split(START)[0]
-    assert written.split(END)[1] == original.split(END)[1]
+    assert _outside_results(written) == _outside_results(original)
     section = written.split(START)[1].split(END)[0]
     assert "python -m benchmarks --quick" in section and "| gbm.paths" in section
+    for subject in results["subjects"]:
+        body = written.split(f"<!-- results:{subject}:start -->")[1].split(
+            f"<!-- results:{subject}:end -->")[0]
+        assert "| benchmark" in body, subject
 
 
 def test_refuses_quick_results_in_the_real_document():
