@@ -6,6 +6,7 @@ margin methodologies (:mod:`marginlab.models.margin`), backtests
 """
 
 from . import backtest, margin
+from .backtest_runner import BacktestResult, run_backtest
 from .book import Book, BookError
 from .calibration import fit
 from .compare import compare
@@ -49,5 +50,7 @@ __all__ = [
     "PriceHistory",
     "compare",
     "backtest",
+    "run_backtest",
+    "BacktestResult",
     "margin",
 ]

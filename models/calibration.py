@@ -654,6 +654,9 @@ def _fit_garch_impl(data, dist, gjr, step, max_persistence, fhs):
     corr = 0.5 * (corr + corr.T)
     np.fill_diagonal(corr, 1.0)
     gamma = est.get("gamma", np.zeros(k))
+    # arch may return alpha + gamma a rounding error below 0 (e.g. -1e-13); our GARCH requires
+    # alpha + gamma >= 0, so clip gamma at -alpha (a change far below the standard errors).
+    gamma = np.maximum(gamma, -np.asarray(est["alpha"], float))
     common = dict(omega=est["omega"], alpha=est["alpha"], beta=est["beta"], gamma=gamma,
                   mu=est["mu"], sigma2_0=sigma2_0, step=step)
     if fhs:

@@ -8,6 +8,8 @@ Subcommands (each has ``--help``):
 * ``marginlab make-book --accounts N --seed S OUT``: a synthetic book as CSV or Parquet files.
 * ``marginlab calibrate PRICES --model garch --dist t``: fit a market model to price history.
 * ``marginlab compare CONFIG.toml``: run the configured methods side by side (table + plots).
+* ``marginlab backtest PRICES.csv [PRICES2.csv ...] --methods gbm,garch_t,merton,fhs,hs,exchange,
+  grid --level 0.99 --horizon 2 --output DIR``: rolling out-of-sample margin backtest.
 
 Exit codes: 0 on success; 1 with a one-line reason on stderr on bad input or failure; 2 for
 command-line usage errors. ``--verbose`` shows logs and tracebacks.
@@ -221,6 +223,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("config", help="configuration file (TOML)")
     k.add_argument("--output", default="marginlab-compare", help="output folder")
     k.set_defaults(func=_compare)
+
+    from .backtest_runner import add_backtest_parser
+
+    add_backtest_parser(sub)
     return p
 
 
