@@ -48,11 +48,13 @@ def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
     methods : sequence of margin methods
         Each with a unique ``name``.
     scenarios : ScenarioSet, optional
-        Shared scenarios for the scenario-based methods (common random numbers); methods that
-        do not use scenarios ignore it.
+        Shared scenarios for the Monte Carlo methods (those with ``uses_shared_scenarios``),
+        giving common random numbers; historical and rule-based methods keep their own.
     isolated : bool
-        Also compute each method's isolated margin (sum over positions margined alone) and the
-        offset benefit ``1 - IM / IM_isolated``.
+        Also compute each method's isolated margin (sum over position rows margined alone,
+        without collateral) and the offset benefit ``1 - IM / IM_isolated``. This is not an
+        exchange's isolated mode (which merges same-side rows of an instrument), and dropping
+        risky coin collateral can make the offset negative.
     plots_dir : path, optional
         Write summary plots (PNG) there: margin / notional per method, margin vs notional, and
         each method against the first.
@@ -74,8 +76,13 @@ def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
         raise ValueError(f"method names must be unique, got {names}")
     iso = isolated_book(book) if isolated and book.n_positions else None
     frames = []
+    def _scen(m):
+        # Shared scenarios go only to methods built on market-model scenarios (Monte Carlo);
+        # historical and rule-based methods keep their own.
+        return scenarios if getattr(m, "uses_shared_scenarios", False) else None
+
     for m in methods:
-        res = m.compute(book, market, scenarios=scenarios)
+        res = m.compute(book, market, scenarios=_scen(m))
         f = res.to_frame()[["account_id", "method", "im", "mm", "margin_balance", "excess",
                             "driver"]].copy()
         gn = res.gross_notional if res.gross_notional is not None else np.full(len(f), np.nan)
@@ -83,7 +90,7 @@ def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
         with np.errstate(divide="ignore", invalid="ignore"):
             f["im_over_notional"] = np.where(gn > 0, f["im"] / gn, np.nan)
         if iso is not None:
-            r_iso = m.compute(iso, market, scenarios=scenarios)
+            r_iso = m.compute(iso, market, scenarios=_scen(m))
             owner = pd.Series(r_iso.account_ids).str.split(_SEP).str[0].to_numpy()
             per = pd.Series(r_iso.im).groupby(owner).sum()
             f["im_isolated"] = per.reindex(f["account_id"]).fillna(0.0).to_numpy()
@@ -105,16 +112,14 @@ def _save(fig: Any, path: Path) -> None:
 
 def comparison_plots(table: pd.DataFrame, folder: str | os.PathLike[str]) -> list[Path]:
     """Write the comparison plots of a :func:`compare` table as PNG; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     methods = list(dict.fromkeys(table["method"]))
     paths = []
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     data = [table.loc[table["method"] == m, "im_over_notional"].dropna().to_numpy()
             for m in methods]
     ax.boxplot(data, showfliers=False)
@@ -123,8 +128,8 @@ def comparison_plots(table: pd.DataFrame, folder: str | os.PathLike[str]) -> lis
     ax.set_title("Margin per unit of notional, by method")
     paths.append(out / "margin_over_notional.png")
     _save(fig, paths[-1])
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     for m in methods:
         sub = table[(table["method"] == m) & (table["gross_notional"] > 0) & (table["im"] > 0)]
         ax.scatter(sub["gross_notional"], sub["im"], s=6, alpha=0.5, label=m)
@@ -136,12 +141,11 @@ def comparison_plots(table: pd.DataFrame, folder: str | os.PathLike[str]) -> lis
     ax.set_title("Margin vs notional")
     paths.append(out / "margin_vs_notional.png")
     _save(fig, paths[-1])
-    plt.close(fig)
     if len(methods) > 1:
         wide = table.pivot(index="account_id", columns="method", values="im")
         base = methods[0]
-        fig, axes = plt.subplots(1, len(methods) - 1, figsize=(4.5 * (len(methods) - 1), 4.2),
-                                 squeeze=False)
+        fig = Figure(figsize=(4.5 * (len(methods) - 1), 4.2))
+        axes = fig.subplots(1, len(methods) - 1, squeeze=False)
         for ax, m in zip(axes[0], methods[1:], strict=True):
             ax.scatter(wide[base], wide[m], s=6, alpha=0.5)
             hi = np.nanmax(wide[[base, m]].to_numpy()) if len(wide) else 1.0
@@ -151,5 +155,4 @@ def comparison_plots(table: pd.DataFrame, folder: str | os.PathLike[str]) -> lis
         fig.suptitle("Method against method (diagonal: equal margin)")
         paths.append(out / "method_vs_method.png")
         _save(fig, paths[-1])
-        plt.close(fig)
     return paths

@@ -187,7 +187,7 @@ def compute_block(cfg: RunConfig, book: Book, block: int) -> tuple[pd.DataFrame,
     scen = _scenarios(cfg, market)
     rows, allocs = [], []
     for method in build_methods(cfg):
-        uses_scen = hasattr(method, "model")
+        uses_scen = getattr(method, "uses_shared_scenarios", False)
         res = method.compute(sub, market, scenarios=scen if uses_scen else None)
         f = res.to_frame()
         for c in ACCOUNT_COLUMNS:

@@ -111,6 +111,7 @@ class MonteCarloMargin:
     vol_of_vol: float = 0.0
     vol_price_corr: float = -0.5
     name: str = "MC ES"
+    uses_shared_scenarios = True  # compare() and the batch runner pass a shared ScenarioSet
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "underlyings", tuple(str(u).upper() for u in self.underlyings))
@@ -312,6 +313,11 @@ class AntiProcyclical:
             raise ValueError("tool='floor' needs the look-back method (floor=...)")
         if not self.name:
             object.__setattr__(self, "name", f"{self.method.name} + APC {self.tool}")
+
+    @property
+    def uses_shared_scenarios(self) -> bool:
+        """Whether the wrapped method takes shared Monte Carlo scenarios."""
+        return bool(getattr(self.method, "uses_shared_scenarios", False))
 
     def compute(self, book: Any, market: MarketState, *,
                 scenarios: ScenarioSet | None = None) -> MarginResult:
