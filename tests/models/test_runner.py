@@ -228,3 +228,43 @@ def test_cli_make_book_and_unknown_key(tmp_path):
     r = subprocess.run(_marginlab() + ["run", str(p)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 1 and "scenarios.sigma" in r.stderr and "unknown key" in r.stderr
+
+
+@pytest.mark.slow
+def test_killed_dask_worker_block_is_recomputed(tmp_path):
+    """Law: when a worker process dies mid-run (SIGKILL), its blocks are recomputed on the
+    restarted worker and the results equal the single-process run bit for bit."""
+    distributed = pytest.importorskip("dask.distributed")
+    import threading
+
+    cfg_dict = _config()
+    cfg_dict["book"] = {"synthetic_accounts": 1_200, "synthetic_seed": 5}
+    cfg = config_from_dict(cfg_dict, tmp_path)
+    ref = run_batch(cfg, progress=False, output=tmp_path / "ref")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    try:
+        pids = [w.process.process.pid for w in cluster.workers.values()]
+        ckpt = tmp_path / "dask" / ".checkpoints"
+        killed = []
+
+        def killer():
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                if ckpt.exists() and list(ckpt.glob("*/block_*.accounts.parquet")):
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                    return
+                time.sleep(0.01)
+
+        t = threading.Thread(target=killer)
+        t.start()
+        res = run_batch(cfg, progress=False, output=tmp_path / "dask",
+                        scheduler=cluster.scheduler_address)
+        t.join()
+    finally:
+        cluster.close()
+    assert killed, "no block finished before the deadline"
+    for name in ("accounts", "allocations"):
+        pd.testing.assert_frame_equal(pd.read_parquet(getattr(ref, name)),
+                                      pd.read_parquet(getattr(res, name)))
