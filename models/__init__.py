@@ -11,6 +11,7 @@ from .book import Book, BookError
 from .calibration import fit
 from .compare import compare
 from .history import PriceHistory, read_many, read_prices
+from .liquidation import CascadeResult, LiquidationRules, PriceImpact, simulate_liquidations
 from .market import GARCH, GBM, Bootstrap, MertonJump
 from .portfolio import (
     PortfolioRisk,
@@ -49,6 +50,10 @@ __all__ = [
     "read_many",
     "PriceHistory",
     "compare",
+    "simulate_liquidations",
+    "LiquidationRules",
+    "PriceImpact",
+    "CascadeResult",
     "backtest",
     "run_backtest",
     "BacktestResult",
