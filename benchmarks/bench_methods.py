@@ -26,7 +26,6 @@ within 2x of it; for the other methods the ratio is information.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +41,14 @@ CORR = [[1.0, 0.8, 0.7], [0.8, 1.0, 0.75], [0.7, 0.75, 1.0]]
 HORIZON_DAYS = 2
 LEVEL = 0.99
 MC_TARGET = Target("<", 2.0)  # Monte Carlo method / raw portfolio_risk
-DATA_DIR = Path(os.environ.get("MARGINLAB_DATA", "/work/shared/data"))
+
+def _data_dir() -> Path:
+    from marginlab.models.history import shared_data_dir
+
+    return shared_data_dir() or Path("/nonexistent/shared/data")
+
+
+DATA_DIR = _data_dir()
 
 # key -> label, in table order
 METHODS = {

@@ -37,7 +37,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["PriceHistory", "Gap", "read_prices", "read_many", "TIME_COLUMNS",
+__all__ = [
+    "shared_data_dir","PriceHistory", "Gap", "read_prices", "read_many", "TIME_COLUMNS",
            "SECONDS_PER_YEAR"]
 
 #: Time-column names recognised (case-insensitively, in this order) when none is given.
@@ -517,3 +518,23 @@ def read_many(paths: Sequence[str | os.PathLike | PriceHistory]
     sources = tuple(str(h.source) for h in hists)
     return PriceHistory(common, np.column_stack(cols), names=tuple(names), source=sources,
                         step=hists[0].step)
+
+
+def shared_data_dir() -> Path | None:
+    """The folder of the project's real market data, or None when it is absent.
+
+    Looked up in order: the environment variable ``MARGINLAB_DATA``; a ``shared/data`` folder
+    beside the repository checkout, searched upwards from the current directory and from this
+    package's location (the data is read where it lies, never copied into the repository).
+    """
+    env = os.environ.get("MARGINLAB_DATA")
+    if env:
+        p = Path(env)
+        return p if p.is_dir() else None
+    starts = [Path.cwd().resolve(), Path(__file__).resolve().parent]
+    for start in starts:
+        for folder in (start, *start.parents):
+            cand = folder / "shared" / "data"
+            if cand.is_dir():
+                return cand
+    return None

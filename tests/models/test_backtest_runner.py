@@ -38,10 +38,11 @@ from marginlab.models.backtest_runner import (
     run_backtest,
 )
 from marginlab.models.calibration import fit_gbm
+from marginlab.models.history import shared_data_dir
 from marginlab.simulate import simulate_paths
 from marginlab.simulate.pricing import black76_price
 
-DATA = Path("/work/shared/data")
+DATA = shared_data_dir() or Path("/nonexistent/shared/data")
 SE_BAND = 4.0
 TRUE_GARCH = GARCH(omega=2e-5, alpha=0.08, beta=0.88, gamma=0.02, dist="t", nu=5.0)
 
@@ -426,7 +427,7 @@ def test_cli_writes_table_and_plots(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- real data
 @pytest.mark.skipif(not (DATA / "btc_usd_daily.csv").is_file(),
-                    reason="real market data (/work/shared/data) not available")
+                    reason="real market data (../shared/data) not available")
 def test_real_btc_study_garch_and_fhs_beat_gbm():
     """Oracle (empirical, robust): on BTC daily closes 2020-2025 with a 365-day look-back
     (892 independent 2-day windows), the volatility-clustering models GJR-GARCH-t and FHS

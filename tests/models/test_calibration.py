@@ -49,10 +49,10 @@ from marginlab.models.diagnostics import (  # noqa: E402
     ljung_box,
     qq_plot,
 )
-from marginlab.models.history import PriceHistory, read_prices  # noqa: E402
+from marginlab.models.history import PriceHistory, read_prices, shared_data_dir  # noqa: E402
 from marginlab.simulate import simulate_paths  # noqa: E402
 
-DATA = Path("/work/shared/data")
+DATA = shared_data_dir() or Path("/nonexistent/shared/data")
 needs_data = pytest.mark.skipif(not (DATA / "btc_usd_daily.csv").is_file(),
                                 reason="real data not available")
 DAY = 1 / 365

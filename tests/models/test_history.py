@@ -1,7 +1,7 @@
 """Tests of marginlab.models.history: reading, validating and aligning price files.
 
 Oracles: hand-written files whose content is known, closed forms for returns
-(log(p1/p0)), and the documented facts of /work/shared/data/README.md (row counts, gaps,
+(log(p1/p0)), and the documented facts of ../shared/data/README.md (row counts, gaps,
 spot prices) for the real data (skipped when it is absent).
 """
 
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.models.history import Gap, PriceHistory, read_many, read_prices
+from marginlab.models.history import Gap, PriceHistory, read_many, read_prices, shared_data_dir
 
-DATA = Path("/work/shared/data")
+DATA = shared_data_dir() or Path("/nonexistent/shared/data")
 needs_data = pytest.mark.skipif(not (DATA / "btc_usd_daily.csv").is_file(),
                                 reason="real data not available")
 
@@ -281,3 +281,17 @@ def test_real_hourly_and_many():
     m = read_many({"BTC": DATA / "btc_usd_daily.csv", "SOL": DATA / "sol_usd_daily.csv"})
     assert m.prices.shape == (2050, 2)
     assert m.times[0] == np.datetime64("2020-04-10")
+
+
+def test_shared_data_dir_lookup(tmp_path, monkeypatch):
+    """Contract: MARGINLAB_DATA wins; otherwise a shared/data folder is found upwards from the
+    working directory; an absent folder gives None (tests and notebooks then skip)."""
+    monkeypatch.setenv("MARGINLAB_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path
+    monkeypatch.setenv("MARGINLAB_DATA", str(tmp_path / "missing"))
+    assert shared_data_dir() is None
+    monkeypatch.delenv("MARGINLAB_DATA")
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "repo" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo" / "sub")
+    assert shared_data_dir() == (tmp_path / "shared" / "data").resolve()
