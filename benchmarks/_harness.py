@@ -344,3 +344,26 @@ def results_markdown(rows: Iterable[Row], info: dict[str, str], command: str,
     if notes:
         parts += [""] + [f"* {n}" for n in notes]
     return "\n".join(parts)
+
+
+@dataclass
+class Context:
+    """What a benchmark file's functions share during one run: its sizes, the thread count,
+    notes for the results section, and a memo of expensive set-ups."""
+
+    sizes: Any
+    threads: int
+    notes: list[str] = field(default_factory=list)
+    _memo: dict = field(default_factory=dict)
+
+    def memo(self, key, func):
+        if key not in self._memo:
+            self._memo[key] = func()
+        return self._memo[key]
+
+
+def new_context(sizes: Any) -> Context:
+    """A Context for ``sizes`` with all of numba's threads."""
+    import numba
+
+    return Context(sizes=sizes, threads=int(numba.config.NUMBA_NUM_THREADS))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from marginlab.simulate import cascade as C
 from marginlab.simulate import simulate_paths
 from marginlab.simulate._numba import numba
 
-from ._harness import Benchmark, Row, best_of_each, peak_rss, run_snippet
+from ._harness import Benchmark, Context, Row, best_of_each, new_context, peak_rss, run_snippet
 
 SUBJECT = "cascade"
 TITLE = "Liquidation cascades"
@@ -67,21 +67,8 @@ QUICK = Sizes(n_accounts=2_000, n_paths=1_024, n_steps=48, general_accounts=200,
               general_paths=256, compile_general=False, repeat=1)
 
 
-@dataclass
-class Context:
-    sizes: Sizes
-    threads: int
-    notes: list[str] = field(default_factory=list)
-    _memo: dict = field(default_factory=dict)
-
-    def memo(self, key, func):
-        if key not in self._memo:
-            self._memo[key] = func()
-        return self._memo[key]
-
-
 def make_context(quick: bool) -> Context:
-    return Context(sizes=QUICK if quick else FULL, threads=int(numba.config.NUMBA_NUM_THREADS))
+    return new_context(QUICK if quick else FULL)
 
 
 def _count(n: int) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,7 +24,16 @@ from marginlab.simulate import BLOCK_PATHS, simulate_paths, simulate_terminal
 from marginlab.simulate._numba import kernel, numba, parallel_kernel, prange
 from marginlab.simulate.rng import block_state, normal, seed_key
 
-from ._harness import Benchmark, Row, Target, best_of_each, peak_rss, run_snippet
+from ._harness import (
+    Benchmark,
+    Context,
+    Row,
+    Target,
+    best_of_each,
+    new_context,
+    peak_rss,
+    run_snippet,
+)
 
 SUBJECT = "paths"
 TITLE = "Path generators"
@@ -84,21 +93,8 @@ QUICK = Sizes(
 )  # fmt: skip
 
 
-@dataclass
-class Context:
-    sizes: Sizes
-    threads: int
-    notes: list[str] = field(default_factory=list)
-    _memo: dict = field(default_factory=dict)
-
-    def memo(self, key, func):
-        if key not in self._memo:
-            self._memo[key] = func()
-        return self._memo[key]
-
-
 def make_context(quick: bool) -> Context:
-    return Context(sizes=QUICK if quick else FULL, threads=int(numba.config.NUMBA_NUM_THREADS))
+    return new_context(QUICK if quick else FULL)
 
 
 # --------------------------------------------------------------------------- 1. the limit

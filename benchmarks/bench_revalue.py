@@ -10,7 +10,7 @@ it is compared with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from marginlab.models.portfolio import holdings_matrix
 from marginlab.simulate._numba import numba, parallel_kernel, prange
 from marginlab.simulate.revalue import KIND_LINEAR, KIND_OPTION, level_indices, unit_pnl
 
-from ._harness import Benchmark, Row, Target, best_of_each, peak_rss
+from ._harness import Benchmark, Context, Row, Target, best_of_each, new_context, peak_rss
 
 SUBJECT = "revalue"
 TITLE = "Portfolio revaluation and per-account risk"
@@ -81,21 +81,8 @@ QUICK = Sizes(
 )  # fmt: skip
 
 
-@dataclass
-class Context:
-    sizes: Sizes
-    threads: int
-    notes: list[str] = field(default_factory=list)
-    _memo: dict = field(default_factory=dict)
-
-    def memo(self, key, func):
-        if key not in self._memo:
-            self._memo[key] = func()
-        return self._memo[key]
-
-
 def make_context(quick: bool) -> Context:
-    return Context(sizes=QUICK if quick else FULL, threads=int(numba.config.NUMBA_NUM_THREADS))
+    return new_context(QUICK if quick else FULL)
 
 
 def _all_threads(ctx: Context) -> None:
