@@ -143,6 +143,7 @@ from .backtest import (
 from .calibration import fit_fhs as _fit_fhs_calib
 from .calibration import fit_garch, fit_gbm, fit_merton
 from .history import PriceHistory, read_prices
+from .liquidation import var_es as _var_es
 from .margin.brackets import BracketTable, binance_btcusdt_2021
 from .market import GARCH, GBM, MertonJump
 
@@ -783,22 +784,6 @@ def _resolve_positions(portfolio: Any) -> list[Position]:
 
 
 # ========================================================================== engine
-def _var_es(loss: np.ndarray, level: float) -> tuple[float, float]:
-    """Lower empirical quantile and Acerbi-Tasche ES (as :mod:`marginlab.simulate.risk`)."""
-    n = loss.size
-    w = n * (1.0 - level)
-    wr = round(w)
-    if abs(w - wr) <= 1e-10 * n:
-        w = float(wr)
-    j = int(math.floor(w))
-    theta = w - j
-    kth = n - j - 1
-    part = np.partition(loss, kth)
-    var = float(part[kth])
-    es = (float(np.sum(part[kth + 1:])) + theta * var) / w
-    return var, es
-
-
 def _ewma_var(ret: np.ndarray, lam: float) -> np.ndarray:
     """EWMA variance v[k] after the return of day k (ret[0] unused): the forecast for k+1.
 

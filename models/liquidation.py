@@ -49,7 +49,9 @@ import numpy as np
 import pandas as pd
 
 from marginlab.simulate import cascade as K
+from marginlab.simulate import es as risk_es
 from marginlab.simulate import simulate_paths
+from marginlab.simulate import var as risk_var
 
 from ._validate import check_real
 from .book import INVERSE_TYPES, STABLECOINS, Book
@@ -283,22 +285,16 @@ def var_es(losses: np.ndarray, level: float) -> tuple[float, float]:
     >>> var_es(np.arange(1.0, 101.0), 0.95)
     (95.0, 98.0)
     """
-    x = np.sort(np.asarray(losses, dtype=np.float64).reshape(-1))
+    x = np.asarray(losses, dtype=np.float64).reshape(-1)
     n = x.size
     if n == 0:
         raise ValueError("losses must not be empty")
     a = check_real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
-    k = min(max(math.ceil(n * a - 1e-9), 1), n)
-    var = float(x[k - 1])
-    w = n * (1.0 - a)
-    if abs(w - round(w)) < 1e-9:  # n (1 - a) an integer up to rounding
-        w = float(round(w))
-    m = int(math.floor(w))
-    frac = w - m
-    tail = float(x[n - m:].sum()) if m > 0 else 0.0
-    if frac > 1e-12 and m < n:
-        tail += frac * float(x[n - m - 1])
-    return var, tail / w
+    if n * (1.0 - a) < 1.0 - 1e-9:
+        # fewer than one tail scenario: both measures are the largest loss
+        worst = float(x.max())
+        return worst, worst
+    return float(risk_var(x, a)), float(risk_es(x, a))
 
 
 # =========================================================================== book -> arrays
