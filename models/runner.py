@@ -162,19 +162,23 @@ def load_book(cfg: RunConfig) -> Book:
 
 
 # ----------------------------------------------------------------------------- one block
-_SCENARIO_CACHE: dict[str, ScenarioSet] = {}
+_STATE: dict[tuple[str, str], tuple[MarketState, ScenarioSet, list[Any]]] = {}
 
 
-def _scenarios(cfg: RunConfig, market: MarketState) -> ScenarioSet:
-    key = cfg.digest()
-    if key not in _SCENARIO_CACHE:
+def _run_state(cfg: RunConfig) -> tuple[MarketState, ScenarioSet, list[Any]]:
+    """Market, scenarios and methods of a config, built once per process (each block and each
+    Dask worker reuses them instead of regenerating scenarios and re-reading inputs)."""
+    key = (cfg.digest(), cfg.base_dir)
+    if key not in _STATE:
         sc = cfg.scenarios
-        _SCENARIO_CACHE.clear()
-        _SCENARIO_CACHE[key] = monte_carlo_scenarios(
+        market = build_market(cfg)
+        scen = monte_carlo_scenarios(
             build_model(cfg), market, sc.underlyings, horizon_days=sc.horizon_days,
             n_scenarios=sc.n_scenarios, seed=sc.seed, vol_of_vol=sc.vol_of_vol,
             vol_price_corr=sc.vol_price_corr)
-    return _SCENARIO_CACHE[key]
+        _STATE.clear()
+        _STATE[key] = (market, scen, build_methods(cfg))
+    return _STATE[key]
 
 
 def compute_block(cfg: RunConfig, book: Book, block: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -183,10 +187,9 @@ def compute_block(cfg: RunConfig, book: Book, block: int) -> tuple[pd.DataFrame,
     lo = block * size
     hi = min(lo + size, book.n_accounts)
     sub = book.subset(slice(lo, hi))
-    market = build_market(cfg)
-    scen = _scenarios(cfg, market)
+    market, scen, methods = _run_state(cfg)
     rows, allocs = [], []
-    for method in build_methods(cfg):
+    for method in methods:
         uses_scen = getattr(method, "uses_shared_scenarios", False)
         res = method.compute(sub, market, scenarios=scen if uses_scen else None)
         f = res.to_frame()
@@ -334,7 +337,7 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
 
     t0 = time.perf_counter()
     book = load_book(cfg)
-    build_methods(cfg)  # validate the methods before any computation
+    _run_state(cfg)  # validate the methods (and build the scenarios) before any computation
     _check_memory(cfg, book)
     t_load = time.perf_counter() - t0
     size = cfg.run.account_block
