@@ -41,12 +41,12 @@ MODE_EXTREMES = 2
 
 
 @kernel
-def _finish_path(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax, tmp, scale):
+def _finish_path(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax, scale):
     # Once per path: turn member j's log-price record into prices (scale: s0 tiled per step).
     n_assets = L.shape[1]
     if mode == MODE_PATHS:
         n_t = paths.shape[1]
-        scaled_exp_inplace(paths[row].reshape(n_t * n_assets), tmp, scale)
+        scaled_exp_inplace(paths[row].reshape(n_t * n_assets), scale)
     else:
         for a in range(n_assets):
             term[row, a] = scaled_exp1(s0[a], L[j, a])
@@ -57,10 +57,10 @@ def _finish_path(mode, s0, paths, term, lo, hi, row, L, j, lmin, lmax, tmp, scal
 
 
 @kernel
-def _finish_path_1(mode, s0, paths, term, lo, hi, row, L, lmin, lmax, tmp, scale):
+def _finish_path_1(mode, s0, paths, term, lo, hi, row, L, lmin, lmax, scale):
     # Single-asset twin of _finish_path with the state in scalars.
     if mode == MODE_PATHS:
-        scaled_exp_inplace(paths[row].reshape(paths.shape[1]), tmp, scale)
+        scaled_exp_inplace(paths[row].reshape(paths.shape[1]), scale)
     else:
         term[row, 0] = scaled_exp1(s0, L)
         if mode == MODE_EXTREMES:
@@ -125,7 +125,6 @@ def _jump_diffusion_block(
     lmin = np.zeros((pair, n_assets))
     lmax = np.zeros((pair, n_assets))
     rows = np.empty(pair, np.int64)
-    tmp = np.empty(paths.shape[1] * n_assets)
     scale = np.empty(paths.shape[1] * n_assets)
     for i in range(scale.shape[0]):
         scale[i] = s0[i % n_assets]
@@ -181,8 +180,7 @@ def _jump_diffusion_block(
                         lmax[j, a] = max(lmax[j, a], L[j, a])
         for j in range(pair):
             if rows[j] >= 0:
-                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp,
-                             scale)
+                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, scale)
 
 
 @kernel
@@ -192,7 +190,6 @@ def _gbm_block_1(b, key, first, n, n_steps, mode, drift, vol, s0, paths, term, l
     # c00 == 1 for one asset; adding the zero jump term changes no bit).
     st = block_state(key, b)
     n_t = paths.shape[1]
-    tmp = np.empty(n_t)
     scale = np.full(n_t, s0)
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
@@ -206,7 +203,7 @@ def _gbm_block_1(b, key, first, n, n_steps, mode, drift, vol, s0, paths, term, l
                     x, st = normal(st)
                     L += drift + vol * x
                     paths[row, t, 0] = L
-                scaled_exp_inplace(paths[row].reshape(n_t), tmp, scale)
+                scaled_exp_inplace(paths[row].reshape(n_t), scale)
             else:
                 for _t in range(n_steps):
                     x, st = normal(st)
@@ -239,7 +236,6 @@ def _jump_diffusion_block_1(
     # One asset: the same draws and arithmetic as _jump_diffusion_block, with the state in
     # registers (array loads and stores in the step loop cost more than the variates).
     st = block_state(key, b)
-    tmp = np.empty(paths.shape[1])
     scale = np.full(paths.shape[1], s0)
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
@@ -278,9 +274,9 @@ def _jump_diffusion_block_1(
                 lo1 = min(lo1, L1)
                 hi1 = max(hi1, L1)
         if r0 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp, scale)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, scale)
         if r1 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp, scale)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, scale)
 
 
 @parallel_kernel
@@ -331,7 +327,6 @@ def _garch_block(
     lmin = np.zeros((pair, n_assets))
     lmax = np.zeros((pair, n_assets))
     rows = np.empty(pair, np.int64)
-    tmp = np.empty(paths.shape[1] * n_assets)
     scale = np.empty(paths.shape[1] * n_assets)
     for i in range(scale.shape[0]):
         scale[i] = s0[i % n_assets]
@@ -388,8 +383,7 @@ def _garch_block(
                         lmax[j, a] = max(lmax[j, a], L[j, a])
         for j in range(pair):
             if rows[j] >= 0:
-                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, tmp,
-                             scale)
+                _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, scale)
 
 
 @kernel
@@ -404,7 +398,6 @@ def _garch_block_1(
     half_nu = 0.5 * nu
     alpha_neg = alpha + gam
     st = block_state(key, b)
-    tmp = np.empty(paths.shape[1])
     scale = np.full(paths.shape[1], s0)
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
@@ -444,9 +437,9 @@ def _garch_block_1(
                 lo1 = min(lo1, L1)
                 hi1 = max(hi1, L1)
         if r0 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, tmp, scale)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r0, L0, lo0, hi0, scale)
         if r1 >= 0:
-            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, tmp, scale)
+            _finish_path_1(mode, s0, paths, term, lo, hi, r1, L1, lo1, hi1, scale)
 
 
 @parallel_kernel

@@ -12,8 +12,7 @@ from marginlab.simulate._vmath import scaled_exp1, scaled_exp_inplace
 @kernel
 def _vector(x, scale):
     buf = x.copy()
-    tmp = np.empty_like(buf)
-    scaled_exp_inplace(buf, tmp, scale)
+    scaled_exp_inplace(buf, scale)
     return buf
 
 
