@@ -103,6 +103,26 @@ def _prepare(model, s0, n_steps, dt, n_paths, seed, antithetic, first_path):
     return spec, s0, n_steps, dt, n_paths, key, 2 if antithetic else 1, first_path
 
 
+def _check_out(out: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A new array of ``shape``, or ``out`` once checked to be a writable C-contiguous
+    float64 array of exactly that shape."""
+    if out is None:
+        return np.empty(shape)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != np.float64:
+        raise TypeError(f"out must have dtype float64, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(
+            f"out must have shape (n_paths, n_steps + 1, n_assets) = {shape}, got {out.shape}"
+        )
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous, got a non-contiguous view")
+    if not out.flags.writeable:
+        raise ValueError("out must be writable, got a read-only array")
+    return out
+
+
 def _arr(x) -> np.ndarray:
     # A fresh writable C-contiguous float64 copy: read-only model arrays would otherwise
     # make numba compile a second specialisation of every kernel.
@@ -173,13 +193,24 @@ def simulate_paths(
     seed: int | np.random.SeedSequence | None,
     antithetic: bool = False,
     first_path: int = 0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulate price paths.
 
     Returns
     -------
     numpy.ndarray
-        float64 prices of shape ``(n_paths, n_steps + 1, n_assets)``, ``[:, 0, :] == s0``.
+        float64 prices of shape ``(n_paths, n_steps + 1, n_assets)``, ``[:, 0, :] == s0``;
+        ``out`` itself when given.
+
+    Notes
+    -----
+    ``out`` receives the paths instead of a new array: its contents are overwritten, and the
+    results are the same bits as without it.
+    Repeated runs of the same size, such as a backtest's daily re-simulation or a batch of
+    blocks, then reuse one buffer: a fresh array costs the operating system's page faults
+    on first write, which on some virtual machines cost more than generating the paths
+    (see ``BENCHMARKS.md``).
 
     Examples
     --------
@@ -193,7 +224,7 @@ def simulate_paths(
     spec, s0, n_steps, dt, n_paths, key, pair, first = _prepare(
         model, s0, n_steps, dt, n_paths, seed, antithetic, first_path
     )
-    paths = np.empty((n_paths, n_steps + 1, spec.n_assets))
+    paths = _check_out(out, (n_paths, n_steps + 1, spec.n_assets))
     _run(K.MODE_PATHS, spec, s0, n_steps, dt, n_paths, key, pair, first,
          paths, _EMPTY2, _EMPTY2, _EMPTY2)  # fmt: skip
     return paths
@@ -259,9 +290,14 @@ def simulate_extremes(
     return Extremes(term, lo, hi)
 
 
-for _f in (simulate_paths, simulate_terminal, simulate_extremes):
+_OUT_DOC = """    out : numpy.ndarray, optional
+        Buffer for the result, shape ``(n_paths, n_steps + 1, n_assets)``, float64,
+        C-contiguous and writable (see Notes).
+"""
+
+for _f, _extra in ((simulate_paths, _OUT_DOC), (simulate_terminal, ""), (simulate_extremes, "")):
     _head, _sep, _tail = _f.__doc__.partition("\n\n")
-    _f.__doc__ = _head + "\n" + _COMMON_DOC + "\n" + _tail
+    _f.__doc__ = _head + "\n" + _COMMON_DOC + _extra + "\n" + _tail
 
 
 def standard_normal(

@@ -117,6 +117,46 @@ def test_reductions_equal_full_paths(kind, n_assets, antithetic, first_path):
     assert np.array_equal(ext.maximum, paths.max(axis=1))
 
 
+# --------------------------------------------------------------------------- out= buffer
+@pytest.mark.parametrize("kind, n_assets", MODEL_CASES)
+def test_out_buffer_is_filled_and_returned(kind, n_assets):
+    """Oracle (self-consistency): ``out=`` gives the same bits as a fresh array, returns the
+    buffer itself, and a reused (dirty) buffer is fully overwritten."""
+    kw = {"n_paths": B + 13, "n_steps": 5, "first_path": 3}
+    fresh = run(simulate_paths, kind, n_assets, **kw)
+    buf = np.full(fresh.shape, np.nan)
+    for _ in range(2):  # the second call writes over the first call's prices
+        got = run(simulate_paths, kind, n_assets, out=buf, **kw)
+        assert got is buf
+        assert np.array_equal(buf, fresh)
+
+
+BAD_OUT = [
+    ([[1.0]], TypeError, r"out must be a numpy.ndarray.*list"),
+    (np.empty((10, 4, 3), np.float32), TypeError, r"out must have dtype float64.*float32"),
+    (np.empty((10, 3, 3)), ValueError, r"out must have shape.*\(10, 4, 3\).*\(10, 3, 3\)"),
+    (np.empty((10, 4, 6))[:, :, ::2], ValueError, r"out must be C-contiguous"),
+    (np.empty((10, 4, 3)).T.copy().T, ValueError, r"out must be C-contiguous"),
+]
+
+
+@pytest.mark.parametrize("out, exc, pattern", [pytest.param(*c, id=str(i)) for i, c in
+                                               enumerate(BAD_OUT)])
+def test_bad_out_buffer_raises(out, exc, pattern):
+    """Oracle (API contract): a wrong buffer is refused naming ``out`` and what is wrong."""
+    with pytest.raises(exc, match=pattern):
+        run(simulate_paths, "gbm", 3, n_paths=10, n_steps=3, out=out)
+
+
+def test_read_only_out_buffer_raises():
+    """Oracle (API contract): a read-only buffer is refused, and left untouched."""
+    buf = np.zeros((10, 4, 3))
+    buf.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writable"):
+        run(simulate_paths, "gbm", 3, n_paths=10, n_steps=3, out=buf)
+    assert not buf.any()
+
+
 # --------------------------------------------------------------------------- slicing law
 N_FULL = 3 * B + 11
 RANGES = [
