@@ -6,9 +6,11 @@ blocks that cover that range in a ``prange`` loop; each block starts its own str
 equals the same paths of the full run), writing only those inside the range.
 
 Draw order inside a block, the reproducibility contract: units of ``pair`` paths (2 with
-antithetic variates, else 1) in path order; per unit, per step: the ``n_assets`` diffusion
-normals, then the model's other variates (jumps per asset; chi-square or bootstrap row).
-Antithetic partners use the negated normals and share every other variate.
+antithetic variates, else 1) in path order; per unit, first one uniform per asset with
+jumps (its first jump arrival), then per step: the ``n_assets`` diffusion normals, then the
+model's other variates (per asset with arrivals in the step, one uniform per arrival for the
+next gap and one normal for the summed jump size; chi-square or bootstrap row). Antithetic
+partners use the negated normals and share every other variate.
 
 Outputs, by ``mode``: ``MODE_PATHS`` writes the running log-price increments ``L_t`` into
 ``paths`` then turns each path into prices in place (``S_t = s0 * exp(L_t)`` with the
@@ -31,9 +33,9 @@ import math
 
 import numpy as np
 
-from ._numba import kernel, parallel_kernel, prange
+from ._numba import inline_kernel, kernel, parallel_kernel, prange
 from ._vmath import scaled_exp1, scaled_exp_inplace
-from .rng import BLOCK_PATHS, block_state, gamma, normal, poisson_small, randbelow
+from .rng import BLOCK_PATHS, block_state, gamma, normal, randbelow, uniform
 
 MODE_PATHS = 0
 MODE_TERMINAL = 1
@@ -78,37 +80,67 @@ def _member_rows(p, pair, first, p_hi):
 @parallel_kernel
 def jump_diffusion_kernel(
     key, first, n, n_steps, pair, mode,
-    drift, vol, chol, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
+    drift, vol, chol, lam_dt, jump_mean, jump_std,
     s0, paths, term, lo, hi,
 ):  # fmt: skip
     """GBM + Merton jumps. ``drift``/``vol`` are per step: (mu - sigma^2/2 - lam kappa) dt and
-    sigma sqrt(dt); ``lam_dt`` the expected jumps per step."""
+    sigma sqrt(dt); ``lam_dt`` the expected jumps per step.
+
+    Jumps are the arrivals of a Poisson process of rate ``lam_dt`` per step, drawn as
+    exponential gaps (see :func:`_next_arrival`): a step's count is the number of arrivals in
+    ``(t - 1, t]``, exactly Poisson(lam_dt) and independent across steps, and a step without
+    one costs a comparison instead of a uniform variate."""
     b_first = first // BLOCK_PATHS
     n_blocks = (first + n - 1) // BLOCK_PATHS - b_first + 1
     one = drift.shape[0] == 1
-    plain = one and lam_dt[0] == 0.0 and pair == 1
     for ib in prange(n_blocks):
-        if plain:
-            _gbm_block_1(b_first + ib, key, first, n, n_steps, mode, drift[0],
-                         vol[0] * chol[0, 0], s0[0], paths, term, lo, hi)
+        if one and pair == 1 and lam_dt[0] == 0.0:
+            _plain_block_1(b_first + ib, key, first, n, n_steps, mode, drift[0],
+                           vol[0] * chol[0, 0], None, s0[0], paths, term, lo, hi)
+        elif one and pair == 1:
+            _plain_block_1(b_first + ib, key, first, n, n_steps, mode, drift[0],
+                           vol[0] * chol[0, 0], (lam_dt[0], jump_mean[0], jump_std[0]), s0[0],
+                           paths, term, lo, hi)  # fmt: skip
         elif one:
             _jump_diffusion_block_1(
                 b_first + ib, key, first, n, n_steps, pair, mode,
-                drift[0], vol[0], chol[0, 0], lam_dt[0], exp_neg_lam_dt[0], jump_mean[0],
-                jump_std[0], s0[0], paths, term, lo, hi,
+                drift[0], vol[0], chol[0, 0], lam_dt[0], jump_mean[0], jump_std[0], s0[0],
+                paths, term, lo, hi,
             )  # fmt: skip
         else:
             _jump_diffusion_block(
                 b_first + ib, key, first, n, n_steps, pair, mode,
-                drift, vol, chol, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
+                drift, vol, chol, lam_dt, jump_mean, jump_std,
                 s0, paths, term, lo, hi,
             )  # fmt: skip
+
+
+@inline_kernel
+def _next_arrival(at, lam_dt, st):
+    # The next arrival of a rate-lam_dt Poisson process after time ``at`` (in steps): an
+    # exponential gap -log(1 - u) / lam_dt (1 - u is exact for the 53-bit u in [0, 1), and
+    # log is three times cheaper than log1p). With lam_dt == 0 there is none (inf).
+    if lam_dt == 0.0:
+        return math.inf, st
+    u, st = uniform(st)
+    return at - math.log(1.0 - u) / lam_dt, st
+
+
+@inline_kernel
+def _count_arrivals(nxt, t, lam_dt, st):
+    # Arrivals in (t - 1, t] given the first one after t - 1 is at ``nxt`` (> t - 1): their
+    # number and the first arrival after t.
+    k = 0
+    while nxt <= t:
+        k += 1
+        nxt, st = _next_arrival(nxt, lam_dt, st)
+    return k, nxt, st
 
 
 @kernel
 def _jump_diffusion_block(
     b, key, first, n, n_steps, pair, mode,
-    drift, vol, chol, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
+    drift, vol, chol, lam_dt, jump_mean, jump_std,
     s0, paths, term, lo, hi,
 ):  # fmt: skip
     n_assets = drift.shape[0]
@@ -121,6 +153,7 @@ def _jump_diffusion_block(
     zc = np.empty(n_assets)
     jp = np.zeros(n_assets)
     jn = np.zeros(n_assets)
+    nxt = np.empty(n_assets)
     L = np.zeros((pair, n_assets))
     lmin = np.zeros((pair, n_assets))
     lmax = np.zeros((pair, n_assets))
@@ -140,6 +173,9 @@ def _jump_diffusion_block(
                 lmax[j, a] = 0.0
                 if mode == MODE_PATHS and rows[j] >= 0:
                     paths[rows[j], 0, a] = 0.0
+        if any_jumps:
+            for a in range(n_assets):
+                nxt[a], st = _next_arrival(0.0, lam_dt[a], st)
         for t in range(1, n_steps + 1):
             for a in range(n_assets):
                 z[a], st = normal(st)
@@ -155,8 +191,8 @@ def _jump_diffusion_block(
                 for a in range(n_assets):
                     jp[a] = 0.0
                     jn[a] = 0.0
-                    if lam_dt[a] > 0.0:
-                        kj, st = poisson_small(lam_dt[a], exp_neg_lam_dt[a], st)
+                    if nxt[a] <= t:
+                        kj, nxt[a], st = _count_arrivals(nxt[a], t, lam_dt[a], st)
                         if kj > 0:
                             zj, st = normal(st)
                             base = kj * jump_mean[a]
@@ -183,11 +219,24 @@ def _jump_diffusion_block(
                 _finish_path(mode, s0, paths, term, lo, hi, rows[j], L, j, lmin, lmax, scale)
 
 
+@inline_kernel
+def _jump_1(nxt, t, jumps, st):
+    # The summed log jump of one step with arrivals (nxt <= t) and the next arrival after it:
+    # kj Poisson arrivals, log jumps N(jump_mean, jump_std^2) each, summed with one normal.
+    lam_dt, jump_mean, jump_std = jumps
+    kj, nxt, st = _count_arrivals(nxt, t, lam_dt, st)
+    zj, st = normal(st)
+    return kj * jump_mean + jump_std * math.sqrt(kj) * zj, nxt, st
+
+
 @kernel
-def _gbm_block_1(b, key, first, n, n_steps, mode, drift, vol, s0, paths, term, lo, hi):
-    # The common case (one asset, no jumps, no antithetic) without any branch in the step
-    # loop: the same draws and arithmetic as _jump_diffusion_block_1 (vol is vol * c00 with
-    # c00 == 1 for one asset; adding the zero jump term changes no bit).
+def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths, term, lo, hi):
+    # The common case (one asset, no antithetic partner) with one loop per mode. ``jumps`` is
+    # None for GBM or (lam_dt, jump_mean, jump_std): numba compiles one version for each and
+    # prunes the ``jumps is None`` branches, so GBM's step loop has no branch at all and
+    # Merton's only the rare "a jump arrived" one. The same draws and arithmetic as
+    # _jump_diffusion_block_1 (vol is vol * c00 with c00 == 1 for one asset; adding the zero
+    # jump term of a step without one changes no bit).
     st = block_state(key, b)
     n_t = paths.shape[1]
     scale = np.full(n_t, s0)
@@ -196,41 +245,52 @@ def _gbm_block_1(b, key, first, n, n_steps, mode, drift, vol, s0, paths, term, l
     for p in range(p_lo, p_hi):
         row = p - first
         L = 0.0
-        if mode == MODE_PATHS:
-            if row >= 0:
-                paths[row, 0, 0] = 0.0
-                for t in range(1, n_steps + 1):
-                    x, st = normal(st)
-                    L += drift + vol * x
-                    paths[row, t, 0] = L
-                scaled_exp_inplace(paths[row].reshape(n_t), scale)
-            else:
-                for _t in range(n_steps):
-                    x, st = normal(st)
-        elif mode == MODE_TERMINAL:
-            for _t in range(n_steps):
+        nxt = math.inf
+        if jumps is not None:
+            nxt, st = _next_arrival(0.0, jumps[0], st)
+        if mode == MODE_PATHS and row >= 0:
+            paths[row, 0, 0] = 0.0
+            for t in range(1, n_steps + 1):
                 x, st = normal(st)
-                L += drift + vol * x
-            if row >= 0:
-                term[row, 0] = scaled_exp1(s0, L)
-        else:
+                jp = 0.0
+                if jumps is not None:
+                    if nxt <= t:
+                        jp, nxt, st = _jump_1(nxt, t, jumps, st)
+                L += drift + vol * x + jp
+                paths[row, t, 0] = L
+            scaled_exp_inplace(paths[row].reshape(n_t), scale)
+        elif mode == MODE_EXTREMES:
             lmin = 0.0
             lmax = 0.0
-            for _t in range(n_steps):
+            for t in range(1, n_steps + 1):
                 x, st = normal(st)
-                L += drift + vol * x
+                jp = 0.0
+                if jumps is not None:
+                    if nxt <= t:
+                        jp, nxt, st = _jump_1(nxt, t, jumps, st)
+                L += drift + vol * x + jp
                 lmin = min(lmin, L)
                 lmax = max(lmax, L)
             if row >= 0:
                 term[row, 0] = scaled_exp1(s0, L)
                 lo[row, 0] = scaled_exp1(s0, lmin)
                 hi[row, 0] = scaled_exp1(s0, lmax)
+        else:  # terminal prices, or a path before ``first`` whose draws are only skipped
+            for t in range(1, n_steps + 1):
+                x, st = normal(st)
+                jp = 0.0
+                if jumps is not None:
+                    if nxt <= t:
+                        jp, nxt, st = _jump_1(nxt, t, jumps, st)
+                L += drift + vol * x + jp
+            if row >= 0:
+                term[row, 0] = scaled_exp1(s0, L)
 
 
 @kernel
 def _jump_diffusion_block_1(
     b, key, first, n, n_steps, pair, mode,
-    drift, vol, c00, lam_dt, exp_neg_lam_dt, jump_mean, jump_std,
+    drift, vol, c00, lam_dt, jump_mean, jump_std,
     s0, paths, term, lo, hi,
 ):  # fmt: skip
     # One asset: the same draws and arithmetic as _jump_diffusion_block, with the state in
@@ -247,13 +307,14 @@ def _jump_diffusion_block_1(
                 paths[r0, 0, 0] = 0.0
             if r1 >= 0:
                 paths[r1, 0, 0] = 0.0
+        nxt, st = _next_arrival(0.0, lam_dt, st)
         for t in range(1, n_steps + 1):
             x, st = normal(st)
             dz = vol * (c00 * x)
             jp = 0.0
             jn = 0.0
-            if lam_dt > 0.0:
-                kj, st = poisson_small(lam_dt, exp_neg_lam_dt, st)
+            if nxt <= t:
+                kj, nxt, st = _count_arrivals(nxt, t, lam_dt, st)
                 if kj > 0:
                     zj, st = normal(st)
                     base = kj * jump_mean

@@ -142,7 +142,7 @@ def _run(mode, spec, s0, n_steps, dt, n_paths, key, pair, first, paths, term, lo
             )
         K.jump_diffusion_kernel(
             key, first, n_paths, n_steps, pair, mode,
-            _arr(drift), _arr(vol), _arr(spec.chol), _arr(lam_dt), np.exp(-lam_dt),
+            _arr(drift), _arr(vol), _arr(spec.chol), _arr(lam_dt),
             _arr(spec.jump_mean), _arr(spec.jump_std), s0, paths, term, lo, hi,
         )  # fmt: skip
     else:

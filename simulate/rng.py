@@ -210,25 +210,6 @@ def gamma(shape, st):
 
 
 @inline_kernel
-def poisson_small(mean, exp_neg_mean, st):
-    """Poisson(mean) by sequential inversion; fast when ``mean`` is small (one uniform when 0).
-
-    ``exp_neg_mean`` is ``exp(-mean)``, precomputed by the caller.
-    """
-    u, st = uniform(st)
-    p = exp_neg_mean
-    cdf = p
-    k = 0
-    while u > cdf and k < 10000:
-        k += 1
-        p *= mean / k
-        cdf += p
-        if p == 0.0 and cdf < u:  # rounding left u above the reachable cdf
-            break
-    return k, st
-
-
-@inline_kernel
 def randbelow(n, st):
     """Uniform integer in [0, n) (53-bit float method, bias below n / 2**53)."""
     u, st = uniform(st)

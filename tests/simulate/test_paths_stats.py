@@ -465,16 +465,24 @@ def test_merton_call_prices(case):
 
 
 @pytest.mark.parametrize("lam_dt", [0.05, 2.0, 12.0])
-def test_merton_jump_counts_are_poisson(lam_dt):
+@pytest.mark.parametrize("kernel", ["one_asset", "antithetic", "two_assets"])
+def test_merton_jump_counts_are_poisson(lam_dt, kernel):
     """Oracle: scipy.stats.poisson(lam dt). With sigma = 0 and jump_std = 0 each step's log
     return is exactly (mu - lam kappa) dt + k jump_mean, so k is recovered (to 1e-6 of an
     integer); its distribution over 200k i.i.d. steps passes a chi-square goodness-of-fit
-    test (bins with expected count >= 5, tails pooled) at 0.1 %.
+    test (bins with expected count >= 5, tails pooled) at 0.1 %. Each of the three kernels
+    that draw jump arrivals is checked: one asset, antithetic pairs (every other path, the
+    partner shares the jumps), and two assets (both assets' counts).
     """
     mu, m, dt = 0.02, 0.1, 1.0 / 365.0
     lam = lam_dt / dt
-    model = MertonJump(mu=mu, sigma=0.0, lam=lam, jump_mean=m, jump_std=0.0)
-    r = _log_returns(simulate_paths(model, 1.0, n_steps=10, dt=dt, n_paths=20_000, seed=1102))
+    n_assets = 2 if kernel == "two_assets" else 1
+    model = MertonJump(mu=[mu] * n_assets, sigma=[0.0] * n_assets, lam=[lam] * n_assets,
+                       jump_mean=m, jump_std=0.0)
+    paths = simulate_paths(model, [1.0] * n_assets, n_steps=10, dt=dt, seed=1102,
+                           n_paths=40_000 if kernel == "antithetic" else 20_000 // n_assets,
+                           antithetic=kernel == "antithetic")
+    r = _log_returns(paths[::2] if kernel == "antithetic" else paths)
     kf = (r.ravel() - (mu - lam * math.expm1(m)) * dt) / m
     k = np.rint(kf).astype(np.int64)
     assert np.max(np.abs(kf - k)) < 1e-6
