@@ -34,12 +34,14 @@ import math
 import numpy as np
 
 from ._numba import inline_kernel, kernel, parallel_kernel, prange
-from ._vmath import scaled_exp1, scaled_exp_inplace
+from ._vmath import scaled_exp1, scaled_exp_inplace, scaled_exp_inplace_const
 from .rng import BLOCK_PATHS, block_state, gamma, normal, randbelow, uniform
 
 MODE_PATHS = 0
 MODE_TERMINAL = 1
 MODE_EXTREMES = 2
+
+_EXP_BATCH = 4096  # log prices per exp pass in the one-asset kernel (32 KiB, within L1)
 
 
 @kernel
@@ -239,7 +241,8 @@ def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths
     # jump term of a step without one changes no bit).
     st = block_state(key, b)
     n_t = paths.shape[1]
-    scale = np.full(n_t, s0)
+    flat = paths.reshape(paths.size)
+    g0 = -1  # first row whose log prices still await the exp pass, -1 if none
     p_lo = b * BLOCK_PATHS
     p_hi = min(p_lo + BLOCK_PATHS, first + n)
     for p in range(p_lo, p_hi):
@@ -258,7 +261,14 @@ def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths
                         jp, nxt, st = _jump_1(nxt, t, jumps, st)
                 L += drift + vol * x + jp
                 paths[row, t, 0] = L
-            scaled_exp_inplace(paths[row].reshape(n_t), scale)
+            # The exp pass runs over about _EXP_BATCH values of consecutive rows at once
+            # (contiguous, still in L1): fewer loop start-ups and unaligned ends than one row
+            # at a time (~0.1 ns per value with 257-step rows).
+            if g0 < 0:
+                g0 = row
+            if (row + 1 - g0) * n_t >= _EXP_BATCH or p == p_hi - 1:
+                scaled_exp_inplace_const(flat[g0 * n_t:(row + 1) * n_t], s0)
+                g0 = -1
         elif mode == MODE_EXTREMES:
             lmin = 0.0
             lmax = 0.0

@@ -117,6 +117,20 @@ def test_reductions_equal_full_paths(kind, n_assets, antithetic, first_path):
     assert np.array_equal(ext.maximum, paths.max(axis=1))
 
 
+@pytest.mark.parametrize("kind", ["gbm", "merton"])
+@pytest.mark.parametrize("n_steps", [1, 1500, 5000])
+def test_reductions_equal_full_paths_long_rows(kind, n_steps):
+    """Oracle (self-consistency): as above with rows long enough that the one-asset kernel's
+    exp pass covers a few rows at a time (1500 steps: 3 rows; 5000: 1) or a whole block
+    (1 step), with a block boundary and a first path inside a block."""
+    kw = {"n_paths": B + 21, "n_steps": n_steps, "first_path": 5}
+    paths = run(simulate_paths, kind, 1, **kw)
+    ext = run(simulate_extremes, kind, 1, **kw)
+    assert np.array_equal(ext.terminal, paths[:, -1, :])
+    assert np.array_equal(ext.minimum, paths.min(axis=1))
+    assert np.array_equal(ext.maximum, paths.max(axis=1))
+
+
 # --------------------------------------------------------------------------- out= buffer
 @pytest.mark.parametrize("kind, n_assets", MODEL_CASES)
 def test_out_buffer_is_filled_and_returned(kind, n_assets):

@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 
 from marginlab.simulate._numba import kernel
-from marginlab.simulate._vmath import scaled_exp1, scaled_exp_inplace
+from marginlab.simulate._vmath import scaled_exp1, scaled_exp_inplace, scaled_exp_inplace_const
 
 
 @kernel
 def _vector(x, scale):
     buf = x.copy()
     scaled_exp_inplace(buf, scale)
+    return buf
+
+
+@kernel
+def _vector_const(x, c):
+    buf = x.copy()
+    scaled_exp_inplace_const(buf, c)
     return buf
 
 
@@ -56,3 +63,14 @@ def test_scalar_and_vector_forms_are_bit_identical_with_scale():
     ref = np.exp(x.astype(np.longdouble)) * scale.astype(np.longdouble)
     rel = np.abs(_vector(x, scale) - ref.astype(np.float64)) / np.abs(ref.astype(np.float64))
     assert rel.max() < 4 * np.finfo(float).eps
+
+
+def test_constant_scale_form_is_bit_identical():
+    """Law: the one-scale vector form (one-asset full paths) gives the bits of the per-element
+    form with that scale everywhere, and of the scalar form."""
+    x = _inputs()
+    x = x[np.abs(x) < 680]
+    for c in (1.0, 0.37, 61_234.5):
+        full = np.full_like(x, c)
+        np.testing.assert_array_equal(_vector_const(x, c), _vector(x, full))
+        np.testing.assert_array_equal(_vector_const(x, c), _scalar(x, full))
