@@ -187,11 +187,12 @@ def bench_normal(ctx: Context) -> list[Row]:
 
 
 # --------------------------------------------------------------------------- 2. the models
-def _caller(model: str, func, n_paths: int, n_steps: int):
+def _caller(model: str, func, n_paths: int, n_steps: int, out: np.ndarray | None = None):
     m = MODELS[model]
+    kw = {} if out is None else {"out": out}
 
     def call():
-        return func(m, S0, n_steps=n_steps, dt=DT, n_paths=n_paths, seed=SEED)
+        return func(m, S0, n_steps=n_steps, dt=DT, n_paths=n_paths, seed=SEED, **kw)
 
     return call
 
@@ -201,24 +202,89 @@ def _compile(ctx: Context, model: str, func) -> None:
     _caller(model, func, BLOCK_PATHS * ctx.threads, 4)()
 
 
+def _paths_buffer(ctx: Context) -> np.ndarray:
+    """One reused output buffer for the full-path runs, written once so its pages exist."""
+    s = ctx.sizes
+    return ctx.memo("paths_buffer", lambda: np.ones((s.n_paths, s.n_steps + 1, 1)))
+
+
 def _model_rows(ctx: Context, model: str) -> list[Row]:
+    # Full paths are timed into a reused buffer (``out=``), as the limit kernel writes its
+    # normals into a reused array: both then measure generation, not the operating system's
+    # page faults on fresh memory, which bench_page_faults reports on their own. The same call
+    # with a fresh array is reported beside it.
     s = ctx.sizes
     lim = limit(ctx)
+    buf = _paths_buffer(ctx)
     rows, vs_parallel = [], []
-    for func, kind in ((simulate_paths, "paths"), (simulate_terminal, "terminal")):
+    cases = (
+        ("paths", simulate_paths, buf, TARGETS[model]),
+        ("terminal", simulate_terminal, None, TARGETS[model]),
+        ("paths, fresh array", simulate_paths, None, None),
+    )
+    for kind, func, out, target in cases:
         t = best_of_each(
-            {"model": _caller(model, func, s.n_paths, s.n_steps),
+            {"model": _caller(model, func, s.n_paths, s.n_steps, out),
              "limit": lim.serial, "parallel": lim.parallel},
             repeat=s.repeat, setup=lambda f=func: _compile(ctx, model, f),
         )  # fmt: skip
         rate = s.n_paths * s.n_steps / t["model"]
         nominal = ctx.threads * lim.count / t["limit"]
         rows.append(Row(f"{model}.{kind}", rate / 1e6, "M steps/s", nominal / 1e6,
-                        f"{ctx.threads} x normal", rate / nominal, TARGETS[model]))  # fmt: skip
+                        f"{ctx.threads} x normal", rate / nominal, target))  # fmt: skip
         vs_parallel.append(f"{kind} {rate * t['parallel'] / lim.count:.2f}")
     ctx.notes.append(
         f"{model}: against the {ctx.threads}-thread limit timed beside it (instead of "
         f"{ctx.threads} x the 1-thread limit) the ratios are " + ", ".join(vs_parallel) + "."
+    )
+    return rows
+
+
+_TOUCH_PAGE = 512  # float64s per 4 KiB page
+
+
+@parallel_kernel
+def _touch_pages(a, n_chunks):
+    # One write per 4 KiB page, chunks spread over numba's threads as blocks are.
+    n = a.shape[0]
+    size = -(-n // n_chunks)
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size), _TOUCH_PAGE):
+            a[i] = 1.0
+
+
+def bench_page_faults(ctx: Context) -> list[Row]:
+    """First writes to a fresh array of the full-path output's size, against the same writes
+    to a reused array: the cost of the page faults alone, on 1 thread and on all threads."""
+    s = ctx.sizes
+    n = s.n_paths * (s.n_steps + 1)
+    lim = limit(ctx)
+    reused = np.ones(n)
+    rows = []
+    for threads in sorted({1, ctx.threads}):
+        numba.set_num_threads(threads)
+        _touch_pages(reused, 2 * threads)
+        t = best_of_each(
+            {"fresh": lambda th=threads: _touch_pages(np.empty(n), 2 * th),
+             "reused": lambda th=threads: _touch_pages(reused, 2 * th),
+             "limit": lim.serial},
+            repeat=s.repeat,
+        )  # fmt: skip
+        fault_ns = (t["fresh"] - t["reused"]) / n * 1e9 * threads  # per float64 per thread
+        normal_ns = t["limit"] / lim.count * 1e9
+        rows.append(Row(f"page faults ({threads} thread{'s' if threads > 1 else ''})",
+                        fault_ns, "ns per float64 per thread", normal_ns,
+                        "1 normal (1 thread)", fault_ns / normal_ns))  # fmt: skip
+    numba.set_num_threads(ctx.threads)
+    ctx.notes.append(
+        "Page faults: the first write to each page of a fresh array makes the operating system "
+        "map (and zero) it. The rows above are the time this adds per float64 written, per "
+        "thread, measured by touching one float64 per 4 KiB page of a fresh and of a reused "
+        "array of the full-path output's size; a full-path run writes one float64 per "
+        "path-step. On virtual machines this can exceed the cost of the normal variate, and "
+        "concurrent faults from several threads can be slower still (huge pages zeroed under "
+        "a lock), which is why `simulate_paths(..., out=buf)` exists and why the full-path "
+        "targets are timed with a reused buffer."
     )
     return rows
 
@@ -240,12 +306,18 @@ def bench_gjr_t(ctx):
 
 
 # --------------------------------------------------------------------------- 3. the peers
-def numpy_gbm(gen, s0, mu, sigma, dt, n_paths, n_steps):
-    """Plain vectorised numpy GBM with marginlab's output: (n_paths, n_steps + 1, 1) prices."""
-    z = gen.standard_normal((n_paths, n_steps))
+def numpy_gbm(gen, s0, mu, sigma, dt, n_paths, n_steps, z=None, out=None):
+    """Plain vectorised numpy GBM with marginlab's output: (n_paths, n_steps + 1, 1) prices.
+
+    ``z`` (n_paths, n_steps) and ``out`` are optional reused work arrays (numpy's ``out=``
+    arguments), which spare it the page faults of fresh arrays."""
+    if z is None:
+        z = np.empty((n_paths, n_steps))
+    if out is None:
+        out = np.empty((n_paths, n_steps + 1, 1))
+    gen.standard_normal(out=z)
     z *= sigma * math.sqrt(dt)
     z += (mu - 0.5 * sigma * sigma) * dt
-    out = np.empty((n_paths, n_steps + 1, 1))
     out[:, 0, 0] = 0.0
     np.cumsum(z, axis=1, out=out[:, 1:, 0])
     np.exp(out, out=out)
@@ -253,25 +325,35 @@ def numpy_gbm(gen, s0, mu, sigma, dt, n_paths, n_steps):
     return out
 
 
-def _ours_gbm_paths(ctx: Context):
+def _ours_gbm_paths(ctx: Context, out: np.ndarray | None = None):
     s = ctx.sizes
-    return _caller("gbm", simulate_paths, s.n_paths, s.n_steps)
+    return _caller("gbm", simulate_paths, s.n_paths, s.n_steps, out)
 
 
 def bench_numpy(ctx: Context) -> list[Row]:
+    """Against plain numpy, both with reused buffers (the target row: numpy at its best)
+    and both allocating fresh arrays."""
     s = ctx.sizes
     gen = np.random.default_rng(SEED)
     gbm = MODELS["gbm"]
+    mu, sigma = float(gbm.mu[0]), float(gbm.sigma[0])
+    z = np.ones((s.numpy_paths, s.n_steps))
+    out = np.ones((s.numpy_paths, s.n_steps + 1, 1))
     t = best_of_each(
-        {"ours": _ours_gbm_paths(ctx),
-         "numpy": lambda: numpy_gbm(gen, S0, gbm.mu[0], gbm.sigma[0], DT, s.numpy_paths,
-                                    s.n_steps)},
+        {"ours": _ours_gbm_paths(ctx, _paths_buffer(ctx)),
+         "numpy": lambda: numpy_gbm(gen, S0, mu, sigma, DT, s.numpy_paths, s.n_steps, z, out),
+         "ours fresh": _ours_gbm_paths(ctx),
+         "numpy fresh": lambda: numpy_gbm(gen, S0, mu, sigma, DT, s.numpy_paths, s.n_steps)},
         repeat=s.repeat, setup=lambda: _compile(ctx, "gbm", simulate_paths),
     )  # fmt: skip
-    ours = s.n_paths * s.n_steps / t["ours"]
-    ref = s.numpy_paths * s.n_steps / t["numpy"]
-    return [Row("gbm.paths / numpy", ours / 1e6, "M steps/s", ref / 1e6,
-                "numpy (1 thread)", ours / ref, PEER_TARGET)]  # fmt: skip
+    rows = []
+    for suffix, target in (("", PEER_TARGET), (" fresh", None)):
+        ours = s.n_paths * s.n_steps / t["ours" + suffix]
+        ref = s.numpy_paths * s.n_steps / t["numpy" + suffix]
+        label = "reused buffers" if not suffix else "fresh arrays"
+        rows.append(Row(f"gbm.paths / numpy, {label}", ours / 1e6, "M steps/s", ref / 1e6,
+                        f"numpy (1 thread), {label}", ours / ref, target))  # fmt: skip
+    return rows
 
 
 def _quantlib(n_paths: int, n_steps: int):
@@ -300,7 +382,8 @@ def _quantlib(n_paths: int, n_steps: int):
 def bench_quantlib(ctx: Context) -> list[Row]:
     s = ctx.sizes
     copied, bare = _quantlib(s.ql_paths, s.n_steps)
-    t = best_of_each({"ours": _ours_gbm_paths(ctx), "copied": copied, "bare": bare},
+    t = best_of_each({"ours": _ours_gbm_paths(ctx, _paths_buffer(ctx)), "copied": copied,
+                      "bare": bare},
                      repeat=s.repeat, setup=lambda: _compile(ctx, "gbm", simulate_paths))
     ours = s.n_paths * s.n_steps / t["ours"]
     ref_copied = s.ql_paths * s.n_steps / t["copied"]
@@ -426,6 +509,7 @@ def bench_compile(ctx: Context) -> list[Row]:
 
 BENCHMARKS = [
     Benchmark("normal", bench_normal, "normals/s of marginlab's generator, one thread"),
+    Benchmark("page_faults", bench_page_faults, "first writes to fresh memory vs reused"),
     Benchmark("gbm", bench_gbm, "GBM path-steps/s vs threads x normal rate"),
     Benchmark("merton", bench_merton, "Merton (lam=10/yr) path-steps/s vs threads x normal"),
     Benchmark("garch", bench_garch, "GARCH(1,1) normal path-steps/s vs threads x normal"),

@@ -13,8 +13,8 @@ Design (after numpy's ``SeedSequence`` and SPEC 7):
 
 Variates: uniforms on [0, 1) with 53 random bits; standard normals by the 256-layer
 ziggurat of Marsaglia and Tsang (2000) in numpy's formulation (one 64-bit draw for 99 % of
-variates); gamma by Marsaglia and Tsang (2000); Poisson by inversion (small means, as in one
-time step of a jump process).
+variates); gamma by Marsaglia and Tsang (2000). Poisson jump counts are drawn in the path
+kernels as the arrivals of a Poisson process (exponential gaps from :func:`uniform`).
 """
 
 from __future__ import annotations

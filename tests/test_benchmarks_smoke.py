@@ -58,11 +58,12 @@ def test_every_benchmark_of_the_brief_reports(quick_run):
     expected = {
         "normal.limit", "gbm.paths", "gbm.terminal", "merton.paths", "merton.terminal",
         "garch.paths", "garch.terminal", "gjr_t.paths", "gjr_t.terminal",
-        "memory.terminal", "memory.extremes", "compile.import", "compile.gbm",
+        "memory.terminal", "memory.extremes", "compile.import", "compile.gbm", "page",
     }  # fmt: skip
     assert expected <= names
     peers = {row["baseline_name"] for row in results["subjects"]["paths"]["rows"]}
-    assert {"numpy (1 thread)", "QuantLib paths into array", "arch forecast(simulation)"} <= peers
+    assert {"numpy (1 thread), reused buffers", "numpy (1 thread), fresh arrays",
+            "QuantLib paths into array", "arch forecast(simulation)"} <= peers
     assert "| benchmark" in stdout and "target(s) met" in stdout
 
 
