@@ -13,13 +13,13 @@ next gap and one normal for the summed jump size; chi-square or bootstrap row). 
 partners use the negated normals and share every other variate.
 
 Outputs, by ``mode``: ``MODE_PATHS`` writes the running log-price increments ``L_t`` into
-``paths`` then turns each path into prices in place (``S_t = s0 * exp(L_t)`` with the
-vectorised exp of :mod:`._vmath`, ``s0`` folded into its polynomial; ``L_0 = 0`` so
-``S_0 == s0`` exactly); ``MODE_TERMINAL``
-writes ``S_T`` into ``term``; ``MODE_EXTREMES`` also the running minimum and maximum of
-``S_t`` over ``t = 0..n_steps`` into ``lo`` and ``hi``. The reductions use the same arithmetic
-(``scaled_exp1`` is bit-identical to the vector pass), so they equal ``paths[:, -1]``,
-``paths.min(axis=1)`` and ``paths.max(axis=1)``.
+``paths`` then turns them into prices in place (``S_t = s0 * exp(L_t)`` with the vectorised
+exp of :mod:`._vmath`, ``s0`` folded into its polynomial; ``L_0 = 0`` so ``S_0 == s0``
+exactly; per path, or per batch of consecutive paths in the one-asset kernel);
+``MODE_TERMINAL`` writes ``S_T`` into ``term``; ``MODE_EXTREMES`` also the running minimum
+and maximum of ``S_t`` over ``t = 0..n_steps`` into ``lo`` and ``hi``. The reductions use the
+same arithmetic (``scaled_exp1`` is bit-identical to the vector pass), so they equal
+``paths[:, -1]``, ``paths.min(axis=1)`` and ``paths.max(axis=1)``.
 
 Performance note: per-step code calls no helper that takes arrays. numba reference-counts
 arrays passed to functions with atomic operations, which made such calls (even inlined ones)
