@@ -231,6 +231,17 @@ def _jump_1(nxt, t, jumps, st):
     return kj * jump_mean + jump_std * math.sqrt(kj) * zj, nxt, st
 
 
+@inline_kernel
+def _step_1(L, t, nxt, drift, vol, jumps, st):
+    # One step of _plain_block_1: the diffusion normal, then the jumps that arrived by t.
+    x, st = normal(st)
+    jp = 0.0
+    if jumps is not None:
+        if nxt <= t:
+            jp, nxt, st = _jump_1(nxt, t, jumps, st)
+    return L + (drift + vol * x + jp), nxt, st
+
+
 @kernel
 def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths, term, lo, hi):
     # The common case (one asset, no antithetic partner) with one loop per mode. ``jumps`` is
@@ -254,12 +265,7 @@ def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths
         if mode == MODE_PATHS and row >= 0:
             paths[row, 0, 0] = 0.0
             for t in range(1, n_steps + 1):
-                x, st = normal(st)
-                jp = 0.0
-                if jumps is not None:
-                    if nxt <= t:
-                        jp, nxt, st = _jump_1(nxt, t, jumps, st)
-                L += drift + vol * x + jp
+                L, nxt, st = _step_1(L, t, nxt, drift, vol, jumps, st)
                 paths[row, t, 0] = L
             # The exp pass runs over about _EXP_BATCH values of consecutive rows at once
             # (contiguous, still in L1): fewer loop start-ups and unaligned ends than one row
@@ -273,12 +279,7 @@ def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths
             lmin = 0.0
             lmax = 0.0
             for t in range(1, n_steps + 1):
-                x, st = normal(st)
-                jp = 0.0
-                if jumps is not None:
-                    if nxt <= t:
-                        jp, nxt, st = _jump_1(nxt, t, jumps, st)
-                L += drift + vol * x + jp
+                L, nxt, st = _step_1(L, t, nxt, drift, vol, jumps, st)
                 lmin = min(lmin, L)
                 lmax = max(lmax, L)
             if row >= 0:
@@ -287,12 +288,7 @@ def _plain_block_1(b, key, first, n, n_steps, mode, drift, vol, jumps, s0, paths
                 hi[row, 0] = scaled_exp1(s0, lmax)
         else:  # terminal prices, or a path before ``first`` whose draws are only skipped
             for t in range(1, n_steps + 1):
-                x, st = normal(st)
-                jp = 0.0
-                if jumps is not None:
-                    if nxt <= t:
-                        jp, nxt, st = _jump_1(nxt, t, jumps, st)
-                L += drift + vol * x + jp
+                L, nxt, st = _step_1(L, t, nxt, drift, vol, jumps, st)
             if row >= 0:
                 term[row, 0] = scaled_exp1(s0, L)
 
