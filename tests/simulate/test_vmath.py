@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from marginlab.simulate._numba import kernel
-from marginlab.simulate._vmath import scaled_exp1, scaled_exp_inplace, scaled_exp_inplace_const
+from marginlab.simulate._vmath import (
+    USES_FMA,
+    scaled_exp1,
+    scaled_exp_inplace,
+    scaled_exp_inplace_const,
+)
 
 
 @kernel
@@ -74,3 +84,28 @@ def test_constant_scale_form_is_bit_identical():
         full = np.full_like(x, c)
         np.testing.assert_array_equal(_vector_const(x, c), _vector(x, full))
         np.testing.assert_array_equal(_vector_const(x, c), _scalar(x, full))
+
+
+_OTHER_VARIANT = "MARGINLAB_TEST_OTHER_EXP_VARIANT"
+
+
+@pytest.mark.skipif(not USES_FMA or os.environ.get(_OTHER_VARIANT) == "1",
+                    reason="this process already compiles the plain multiply-add variant")
+def test_plain_multiply_add_variant_in_a_generic_target_process(tmp_path):
+    """The laws above for the variant this machine does not use: a fresh process that
+    compiles for numba's portable ``generic`` CPU (no FMA) selects separate multiplies and
+    adds, and this file's tests pass there too (1 ulp; vector == scalar bits)."""
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               **{_OTHER_VARIANT: "1"})
+    probe = subprocess.run(
+        [sys.executable, "-c", "from marginlab.simulate._vmath import USES_FMA; print(USES_FMA)"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert probe.stdout.strip() == "False"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "3 passed, 1 skipped" in proc.stdout
