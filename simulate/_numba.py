@@ -4,7 +4,11 @@ Every kernel in :mod:`marginlab.simulate` is compiled through :func:`kernel` (se
 :func:`parallel_kernel` (``prange`` over path blocks). Options:
 
 * ``cache=True``: compiled machine code is stored beside the sources, so a second process
-  only loads it (see ``BENCHMARKS.md`` for the first-call and cached import times).
+  only loads it (see ``BENCHMARKS.md`` for the first-call and cached import times). numba
+  checks only the timestamp of the file that defines a cached function, not of the files
+  its (inlined) callees come from: after editing ``rng.py`` or ``_vmath.py`` in a checkout,
+  delete the ``*.nbi`` / ``*.nbc`` files under ``__pycache__`` (an installed wheel or a fresh
+  clone starts with none).
 * ``fastmath`` is off: results must be bit-identical across thread counts and machines
   of the same architecture, and ``exp``/``log`` must keep full accuracy.
 * ``error_model="numpy"``: division by zero gives inf/nan instead of raising, as in numpy,

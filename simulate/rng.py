@@ -191,22 +191,36 @@ def normal(st):
 
 
 @kernel
+def _gamma_slow(d, c, x, u, st):
+    # The rest of Marsaglia and Tsang's loop: the full acceptance test for (x, u), then fresh
+    # pairs until one is accepted.
+    while True:
+        v = 1.0 + c * x
+        if v > 0.0:
+            v = v * v * v
+            if u < 1.0 - 0.0331 * (x * x) * (x * x):
+                return d * v, st
+            if math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+                return d * v, st
+        x, st = normal(st)
+        u, st = uniform(st)
+
+
+@inline_kernel
 def gamma(shape, st):
-    """Gamma(shape, 1) variate, shape >= 1, by Marsaglia and Tsang (2000)."""
+    """Gamma(shape, 1) variate, shape >= 1, by Marsaglia and Tsang (2000).
+
+    Each trial draws a normal then a uniform; the common case (the squeeze accepts, about
+    98 % of draws for shape 2.5) is inline and branch-light, the rest in :func:`_gamma_slow`.
+    ``d`` and ``c`` depend only on ``shape``, so in a loop LLVM computes them once."""
     d = shape - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        v = -1.0
-        x = 0.0
-        while v <= 0.0:
-            x, st = normal(st)
-            v = 1.0 + c * x
-        v = v * v * v
-        u, st = uniform(st)
-        if u < 1.0 - 0.0331 * (x * x) * (x * x):
-            return d * v, st
-        if math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
-            return d * v, st
+    x, st = normal(st)
+    u, st = uniform(st)
+    v = 1.0 + c * x
+    if v > 0.0 and u < 1.0 - 0.0331 * (x * x) * (x * x):
+        return d * (v * v * v), st
+    return _gamma_slow(d, c, x, u, st)
 
 
 @inline_kernel
