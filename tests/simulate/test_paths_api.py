@@ -29,6 +29,7 @@ from marginlab.simulate import (
     simulate_terminal,
     standard_normal,
 )
+from marginlab.simulate import _path_kernels as K
 
 B = BLOCK_PATHS
 DT = 1.0 / 365.0
@@ -129,6 +130,37 @@ def test_reductions_equal_full_paths_long_rows(kind, n_steps):
     assert np.array_equal(ext.terminal, paths[:, -1, :])
     assert np.array_equal(ext.minimum, paths.min(axis=1))
     assert np.array_equal(ext.maximum, paths.max(axis=1))
+
+
+@pytest.mark.parametrize("lam", [0.0, 40.0, 2000.0])
+def test_one_asset_fast_kernel_equals_general_one_asset_kernel(lam):
+    """Oracle (self-consistency): the one-asset kernel without antithetic partners
+    (``_plain_block_1``, what simulate_* run for GBM and one-asset Merton) gives the bits of
+    the general one-asset kernel (``_jump_diffusion_block_1``) called with ``pair=1``: the same
+    draws in the same order and the same arithmetic, with and without jumps, in every mode."""
+    model = MertonJump(mu=0.05, sigma=0.7, lam=lam, jump_mean=-0.03, jump_std=0.08)
+    first, n, n_steps, seed = 7, 2 * B + 5, 9, 77
+    kw = {"n_steps": n_steps, "dt": DT, "n_paths": n, "seed": seed, "first_path": first}
+    fast = simulate_paths(model, 60_000.0, **kw)
+    fast_ext = simulate_extremes(model, 60_000.0, **kw)
+    spec = model.to_spec()
+    kappa = math.expm1(spec.jump_mean[0] + 0.5 * spec.jump_std[0] ** 2)
+    drift = (spec.mu[0] - 0.5 * spec.sigma[0] ** 2 - spec.lam[0] * kappa) * DT
+    vol = spec.sigma[0] * math.sqrt(DT)
+    key = np.random.SeedSequence(seed).generate_state(4, np.uint64)
+    paths = np.empty((n, n_steps + 1, 1))
+    term, lo, hi = np.empty((n, 1)), np.empty((n, 1)), np.empty((n, 1))
+    e3, e2 = np.empty((0, 0, 0)), np.empty((0, 0))
+    for b in range(first // B, (first + n - 1) // B + 1):
+        common = (b, key, first, n, n_steps, 1)
+        params = (drift, vol, spec.chol[0, 0], spec.lam[0] * DT, spec.jump_mean[0],
+                  spec.jump_std[0], 60_000.0)
+        K._jump_diffusion_block_1(*common, K.MODE_PATHS, *params, paths, e2, e2, e2)
+        K._jump_diffusion_block_1(*common, K.MODE_EXTREMES, *params, e3, term, lo, hi)
+    assert np.array_equal(paths, fast)
+    assert np.array_equal(term, fast_ext.terminal)
+    assert np.array_equal(lo, fast_ext.minimum)
+    assert np.array_equal(hi, fast_ext.maximum)
 
 
 # --------------------------------------------------------------------------- out= buffer
