@@ -20,6 +20,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ __all__ = [
     "Target",
     "best_of",
     "best_of_each",
+    "compile_rows",
     "format_table",
     "machine_info",
     "peak_rss",
@@ -224,6 +226,23 @@ def run_snippet(
     if proc.returncode != 0:
         raise RuntimeError(f"snippet failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compile_rows(snippet: str, labels: Mapping[str, str]) -> list[Row]:
+    """Rows ``compile.<key> (<label>)``: the seconds the snippet reports under each key (a JSON
+    object on its last line) in a fresh process with an empty numba cache, against a second
+    process that finds the cache filled. Keys the snippet does not report are left out."""
+    with tempfile.TemporaryDirectory(prefix="marginlab-numba-cache-") as cache:
+        env = {"NUMBA_CACHE_DIR": cache}
+        cold = run_snippet(snippet, env=env)
+        if not os.listdir(cache):
+            raise AssertionError("the cold process did not fill NUMBA_CACHE_DIR")
+        warm = run_snippet(snippet, env=env)
+    return [
+        Row(f"compile.{key} ({label})", cold[key], "s, empty cache", warm[key],
+            "cache filled", cold[key] / warm[key], baseline_unit="s")
+        for key, label in labels.items() if key in cold
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- reporting

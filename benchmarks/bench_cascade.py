@@ -14,8 +14,6 @@ per event, which is what makes the ratio large or small for a given book.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +29,15 @@ from marginlab.simulate import cascade as C
 from marginlab.simulate import simulate_paths
 from marginlab.simulate._numba import numba
 
-from ._harness import Benchmark, Context, Row, best_of_each, new_context, peak_rss, run_snippet
+from ._harness import (
+    Benchmark,
+    Context,
+    Row,
+    best_of_each,
+    compile_rows,
+    new_context,
+    peak_rss,
+)
 
 SUBJECT = "cascade"
 TITLE = "Liquidation cascades"
@@ -293,17 +299,11 @@ print(json.dumps(out))
 
 
 def bench_compile(ctx: Context) -> list[Row]:
-    snippet = _COMPILE_SNIPPET.format(general=ctx.sizes.compile_general)
-    with tempfile.TemporaryDirectory(prefix="marginlab-numba-cache-") as cache:
-        env = {"NUMBA_CACHE_DIR": cache}
-        cold = run_snippet(snippet, env=env)
-        if not os.listdir(cache):
-            raise AssertionError("the cold process did not fill NUMBA_CACHE_DIR")
-        warm = run_snippet(snippet, env=env)
-    labels = {"fast": "first fast-path call", "general": "first general-path call",
-              "total": "import + first calls"}
-    return [Row(f"compile.{k} ({v})", cold[k], "s, empty cache", warm[k], "cache filled",
-                cold[k] / warm[k], baseline_unit="s") for k, v in labels.items() if k in cold]
+    return compile_rows(
+        _COMPILE_SNIPPET.format(general=ctx.sizes.compile_general),
+        {"fast": "first fast-path call", "general": "first general-path call",
+         "total": "import + first calls"},
+    )  # fmt: skip
 
 
 BENCHMARKS = [

@@ -13,8 +13,6 @@ is free).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +28,9 @@ from ._harness import (
     Row,
     Target,
     best_of_each,
+    compile_rows,
     new_context,
     peak_rss,
-    run_snippet,
 )
 
 SUBJECT = "paths"
@@ -487,24 +485,11 @@ print(json.dumps(out))
 
 
 def bench_compile(ctx: Context) -> list[Row]:
-    snippet = _COMPILE_SNIPPET.format(garch=ctx.sizes.compile_garch)
-    with tempfile.TemporaryDirectory(prefix="marginlab-numba-cache-") as cache:
-        env = {"NUMBA_CACHE_DIR": cache}
-        cold = run_snippet(snippet, env=env)
-        if not os.listdir(cache):
-            raise AssertionError("the cold process did not fill NUMBA_CACHE_DIR")
-        warm = run_snippet(snippet, env=env)
-    labels = {
-        "import": "import marginlab",
-        "gbm": "first GBM call",
-        "garch": "first GARCH call",
-        "total": "import + first calls",
-    }
-    return [
-        Row(f"compile.{key} ({labels[key]})", cold[key], "s, empty cache", warm[key],
-            "cache filled", cold[key] / warm[key], baseline_unit="s")
-        for key in labels if key in cold
-    ]  # fmt: skip
+    return compile_rows(
+        _COMPILE_SNIPPET.format(garch=ctx.sizes.compile_garch),
+        {"import": "import marginlab", "gbm": "first GBM call",
+         "garch": "first GARCH call", "total": "import + first calls"},
+    )  # fmt: skip
 
 
 BENCHMARKS = [
