@@ -77,6 +77,19 @@ def _check_name(name: Any) -> str:
     return name
 
 
+def _check_common(method: Any) -> None:
+    """Validate (and normalise in place) the fields both grid methods share: ``mm_fraction``,
+    ``horizon_days``, ``include_collateral`` and ``name``."""
+    sets = object.__setattr__
+    sets(method, "mm_fraction", check_real("mm_fraction", method.mm_fraction, low=0.0,
+                                           high=1.0, low_open=True))
+    sets(method, "horizon_days", check_real("horizon_days", method.horizon_days, low=0.0,
+                                            high=365.0))
+    if not isinstance(method.include_collateral, (bool, np.bool_)):
+        raise TypeError(f"include_collateral must be a bool, got {method.include_collateral!r}")
+    _check_name(method.name)
+
+
 def _per_underlying(name: str, value: Any, *, low: float | None = None,
                     high: float | None = None, low_open: bool = False,
                     high_open: bool = False) -> float | Mapping[str, float]:
@@ -398,13 +411,7 @@ class SpanLike:
         sets(self, "short_option_minimum",
              _per_underlying("short_option_minimum", self.short_option_minimum, low=0.0,
                              high=1.0, high_open=True))
-        sets(self, "mm_fraction", check_real("mm_fraction", self.mm_fraction, low=0.0,
-                                             high=1.0, low_open=True))
-        sets(self, "horizon_days", check_real("horizon_days", self.horizon_days, low=0.0,
-                                              high=365.0))
-        if not isinstance(self.include_collateral, (bool, np.bool_)):
-            raise TypeError(f"include_collateral must be a bool, got {self.include_collateral!r}")
-        _check_name(self.name)
+        _check_common(self)
 
     # ------------------------------------------------------------------ scenarios
     def scenario_table(self, underlying: str | None = None) -> pd.DataFrame:
@@ -709,13 +716,7 @@ class DeribitLike:
         sets(self, "dampener", _per_underlying("dampener", self.dampener, low=0.0))
         for name in ("min_annual_move", "annual_move_risk"):
             sets(self, name, _per_underlying(name, getattr(self, name), low=0.0, high=1.0))
-        sets(self, "mm_fraction", check_real("mm_fraction", self.mm_fraction, low=0.0,
-                                             high=1.0, low_open=True))
-        sets(self, "horizon_days", check_real("horizon_days", self.horizon_days, low=0.0,
-                                              high=365.0))
-        if not isinstance(self.include_collateral, (bool, np.bool_)):
-            raise TypeError(f"include_collateral must be a bool, got {self.include_collateral!r}")
-        _check_name(self.name)
+        _check_common(self)
 
     # ------------------------------------------------------------------ scenarios
     def scenario_table(self, underlying: str) -> pd.DataFrame:
