@@ -18,9 +18,10 @@ their error bars and Euler allocations, plus the SPAN-like scenario grid when av
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
 
-from ._harness import Benchmark, Row, Target, peak_rss
+from ._harness import Benchmark, Context, Row, Target, new_context, peak_rss
 
 SUBJECT = "batch"
 TITLE = "Batch runs"
@@ -42,34 +43,37 @@ print(json.dumps({{"wall": time.perf_counter() - t, "methods": res.info["methods
 """
 
 
-@dataclass
-class Context:
-    quick: bool
-    notes: list[str] = field(default_factory=list)
-    memo: dict = field(default_factory=dict)
+@dataclass(frozen=True)
+class Sizes:
+    scenarios: int
+    scale_accounts: tuple[int, int]  # the small and the large run of bench_scale
+    dask_accounts: int
+    dask_workers: tuple[int, ...]
+
+
+FULL = Sizes(scenarios=10_000, scale_accounts=(100_000, 1_000_000), dask_accounts=100_000,
+             dask_workers=(1, 2))
+QUICK = Sizes(scenarios=200, scale_accounts=(300, 1_200), dask_accounts=600, dask_workers=(2,))
 
 
 def make_context(quick: bool) -> Context:
-    return Context(quick=quick)
+    return new_context(QUICK if quick else FULL)
 
 
 def _run(ctx: Context, accounts: int, workers: int = 0) -> tuple[float, float, dict]:
-    key = (accounts, workers)
-    if key not in ctx.memo:
-        import tempfile
-
-        scenarios = 200 if ctx.quick else 10_000
+    def run():
         with tempfile.TemporaryDirectory() as tmp:
-            snippet = _SNIPPET.format(out=tmp, accounts=accounts, scenarios=scenarios,
+            snippet = _SNIPPET.format(out=tmp, accounts=accounts, scenarios=ctx.sizes.scenarios,
                                       block=max(1, min(50_000, accounts // 4)), workers=workers)
             peak, out = peak_rss(snippet, timeout=3600.0)
-        ctx.memo[key] = (peak, json.loads(out.strip().splitlines()[-1]))
-    peak, info = ctx.memo[key]
+        return peak, json.loads(out.strip().splitlines()[-1])
+
+    peak, info = ctx.memo((accounts, workers), run)
     return info["wall"], peak, info
 
 
 def bench_scale(ctx: Context) -> list[Row]:
-    small, large = (300, 1_200) if ctx.quick else (100_000, 1_000_000)
+    small, large = ctx.sizes.scale_accounts
     rows = []
     t_small, rss_small, info_small = _run(ctx, small)
     rows.append(Row(f"batch.{_label(small)} wall time", t_small, "s", t_small, "itself", 1.0,
@@ -93,10 +97,10 @@ def bench_scale(ctx: Context) -> list[Row]:
 
 
 def bench_dask(ctx: Context) -> list[Row]:
-    accounts = 600 if ctx.quick else 100_000
+    accounts = ctx.sizes.dask_accounts
     t1, _, _ = _run(ctx, accounts)
     rows = []
-    for workers in ((2,) if ctx.quick else (1, 2)):
+    for workers in ctx.sizes.dask_workers:
         tw, _, info = _run(ctx, accounts, workers)
         rows.append(Row(f"dask.local ({workers} worker{'s' if workers > 1 else ''})", tw, "s",
                         t1, "single process", t1 / tw, None))

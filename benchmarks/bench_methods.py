@@ -26,10 +26,10 @@ within 2x of it; for the other methods the ratio is information.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ._harness import Benchmark, Row, Target, peak_rss
+from ._harness import Benchmark, Context, Row, Target, new_context, peak_rss
 
 SUBJECT = "methods"
 TITLE = "Margin methodologies on the synthetic book"
@@ -84,15 +84,8 @@ QUICK = Sizes(accounts=1_000, scenarios=500, repeat=1, mc_repeat=1, warm_account
               shared_process=True)
 
 
-@dataclass
-class Context:
-    sizes: Sizes
-    notes: list[str] = field(default_factory=list)
-    memo: dict = field(default_factory=dict)
-
-
 def make_context(quick: bool) -> Context:
-    return Context(sizes=QUICK if quick else FULL)
+    return new_context(QUICK if quick else FULL)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -268,13 +261,14 @@ child({keys!r}, {accounts}, {scenarios}, {repeat}, {mc_repeat}, {warm})
 
 
 def _run_child(ctx: Context, keys: tuple[str, ...]) -> tuple[float, dict]:
-    if keys not in ctx.memo:
+    def run():
         s = ctx.sizes
         snippet = _SNIPPET.format(keys=list(keys), accounts=s.accounts, scenarios=s.scenarios,
                                   repeat=s.repeat, mc_repeat=s.mc_repeat, warm=s.warm_accounts)
         peak, stdout = peak_rss(snippet, timeout=3600.0)
-        ctx.memo[keys] = (peak, json.loads(stdout.strip().splitlines()[-1]))
-    return ctx.memo[keys]
+        return peak, json.loads(stdout.strip().splitlines()[-1])
+
+    return ctx.memo(keys, run)
 
 
 def _measure(ctx: Context, key: str) -> tuple[float, dict]:
