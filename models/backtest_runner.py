@@ -118,7 +118,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -730,57 +730,44 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
-def _resolve_methods(methods: Any) -> list[BacktestMethod]:
-    if isinstance(methods, (str, BacktestMethod)):
-        methods = [methods]
+def _resolve_named(value: Any, cls: type, registry: dict[str, Any], *, arg: str, noun: str,
+                   type_hint: str, empty: str, plural: str) -> list[Any]:
+    """Objects of ``cls`` from ``value``: one, or a list, of ``cls`` instances or names in
+    ``registry`` (a name may be a comma-separated list). Errors name ``arg``."""
+    if isinstance(value, (str, cls)) or not isinstance(value, Iterable):
+        value = [value]  # a lone non-name, such as a number, is then refused by name below
     out = []
-    for m in methods:
-        if isinstance(m, BacktestMethod):
-            out.append(m)
+    for item in value:
+        if isinstance(item, cls):
+            out.append(item)
             continue
-        if not isinstance(m, str):
-            raise TypeError(f"methods must be names or BacktestMethod objects, got {m!r}")
-        for part in m.split(","):
+        if not isinstance(item, str):
+            raise TypeError(f"{arg} must {type_hint}, got {item!r}")
+        for part in item.split(","):
             key = part.strip()
             if not key:
                 continue
-            if key not in METHODS:
-                raise ValueError(f"methods: unknown method {key!r}; known: "
-                                 f"{', '.join(METHODS)}")
-            out.append(METHODS[key])
+            if key not in registry:
+                raise ValueError(f"{arg}: unknown {noun} {key!r}; known: {', '.join(registry)}")
+            out.append(registry[key])
     if not out:
-        raise ValueError("methods must name at least one method")
-    names = [m.name for m in out]
+        raise ValueError(f"{arg} must {empty}")
+    names = [x.name for x in out]
     if len(set(names)) != len(names):
-        raise ValueError(f"methods must have distinct names, got {names}")
+        raise ValueError(f"{plural} must have distinct names, got {names}")
     return out
+
+
+def _resolve_methods(methods: Any) -> list[BacktestMethod]:
+    return _resolve_named(methods, BacktestMethod, METHODS, arg="methods", noun="method",
+                          type_hint="be names or BacktestMethod objects",
+                          empty="name at least one method", plural="methods")
 
 
 def _resolve_positions(portfolio: Any) -> list[Position]:
-    if isinstance(portfolio, (str, Position)):
-        portfolio = [portfolio]
-    out = []
-    for p in portfolio:
-        if isinstance(p, Position):
-            out.append(p)
-            continue
-        if not isinstance(p, str):
-            raise TypeError(f"portfolio must hold position names or Position objects, got "
-                            f"{p!r}")
-        for part in p.split(","):
-            key = part.strip()
-            if not key:
-                continue
-            if key not in POSITIONS:
-                raise ValueError(f"portfolio: unknown position {key!r}; known: "
-                                 f"{', '.join(POSITIONS)}")
-            out.append(POSITIONS[key])
-    if not out:
-        raise ValueError("portfolio must hold at least one position")
-    names = [p.name for p in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"portfolio positions must have distinct names, got {names}")
-    return out
+    return _resolve_named(portfolio, Position, POSITIONS, arg="portfolio", noun="position",
+                          type_hint="hold position names or Position objects",
+                          empty="hold at least one position", plural="portfolio positions")
 
 
 # ========================================================================== engine

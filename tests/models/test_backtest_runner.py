@@ -370,6 +370,24 @@ def test_workers_give_the_serial_result():
     pd.testing.assert_frame_equal(serial.stats, parallel.stats)
 
 
+@pytest.mark.parametrize("kw, exc, pattern", [
+    ({"methods": 3}, TypeError, r"methods must be names or BacktestMethod objects, got 3"),
+    ({"methods": " , "}, ValueError, r"methods must name at least one method"),
+    ({"methods": "gbm,gbm"}, ValueError, r"methods must have distinct names.*'gbm', 'gbm'"),
+    ({"portfolio": [1.5]}, TypeError,
+     r"portfolio must hold position names or Position objects, got 1.5"),
+    ({"portfolio": ""}, ValueError, r"portfolio must hold at least one position"),
+    ({"portfolio": ["long", "long"]}, ValueError, r"portfolio positions must have distinct"),
+])
+def test_bad_method_and_position_lists(kw, exc, pattern):
+    """Oracle (validation contract): method and position lists are refused by argument name,
+    with what is wrong: a non-name entry, an empty list, a name given twice."""
+    prices = _series(100 * np.exp(np.cumsum(np.full(120, 0.001))))
+    kw = {"methods": "grid", "lookback_days": 60, **kw}
+    with pytest.raises(exc, match=pattern):
+        run_backtest(prices, **kw)
+
+
 def test_bad_arguments_name_the_argument():
     """Oracle (validation contract): errors name the argument and the allowed range."""
     prices = _series(100 * np.exp(np.cumsum(np.full(120, 0.001))))
