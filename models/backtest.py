@@ -232,8 +232,16 @@ def horizon_losses(daily_losses: Any, horizon: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Kupiec
+class FlatResult:
+    """Base of the flat result dataclasses: :meth:`to_dict`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a flat dict (``pandas.Series(result.to_dict())``)."""
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class KupiecResult:
+class KupiecResult(FlatResult):
     """Kupiec (1995) proportion-of-failures test.
 
     Attributes
@@ -262,10 +270,6 @@ class KupiecResult:
     expected_exceptions: float
     exception_rate: float
     ratio: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a flat dict (``pandas.Series(result.to_dict())``)."""
-        return asdict(self)
 
 
 def kupiec(n_exceptions: int, n_obs: int, level: float) -> KupiecResult:
@@ -332,7 +336,7 @@ def kupiec(n_exceptions: int, n_obs: int, level: float) -> KupiecResult:
 
 # --------------------------------------------------------------------------- Christoffersen
 @dataclass(frozen=True)
-class ChristoffersenResult:
+class ChristoffersenResult(FlatResult):
     """Christoffersen (1998) independence and conditional-coverage tests.
 
     Attributes
@@ -371,10 +375,6 @@ class ChristoffersenResult:
     n_exceptions: int
     n_obs: int
     level: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a flat dict (``pandas.Series(result.to_dict())``)."""
-        return asdict(self)
 
 
 def christoffersen(hits: Any, level: float) -> ChristoffersenResult:
@@ -449,7 +449,7 @@ def christoffersen(hits: Any, level: float) -> ChristoffersenResult:
 
 # --------------------------------------------------------------------------- traffic light
 @dataclass(frozen=True)
-class TrafficLightResult:
+class TrafficLightResult(FlatResult):
     """Basel traffic-light zone.
 
     Attributes
@@ -477,10 +477,6 @@ class TrafficLightResult:
     n_exceptions: int
     n_obs: int
     level: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a flat dict (``pandas.Series(result.to_dict())``)."""
-        return asdict(self)
 
 
 def traffic_light(n_exceptions: int, n_obs: int = 250, level: float = 0.99, *,

@@ -119,7 +119,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -133,6 +133,7 @@ from marginlab.simulate.specs import GARCHSpec, JumpDiffusionSpec
 
 from ._validate import check_real
 from .backtest import (
+    FlatResult,
     acerbi_szekely_z2,
     christoffersen,
     exceptions,
@@ -437,7 +438,7 @@ def register_method(method: BacktestMethod, *, overwrite: bool = False) -> Backt
 
 # ========================================================================== procyclicality
 @dataclass(frozen=True)
-class ProcyclicalityResult:
+class ProcyclicalityResult(FlatResult):
     """Procyclicality of one margin-rate series (see :func:`procyclicality`).
 
     Attributes
@@ -459,10 +460,6 @@ class ProcyclicalityResult:
     max_increase_30d: float
     mean_rate: float
     n_obs: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a flat dict."""
-        return asdict(self)
 
 
 def _max_increase(x: np.ndarray, k: int) -> float:
