@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_param", "broadcast_params", "check_corr", "corr_factor", "check_real"]
+__all__ = ["as_1d", "as_param", "broadcast_params", "check_corr", "corr_factor", "check_real"]
 
 
 def check_real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
@@ -129,3 +129,38 @@ def corr_factor(corr: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         w, v = np.linalg.eigh(corr)
         return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def as_1d(name: str, value: Any, *, n: int | None = None, scalar_ok: bool = False,
+           positive: bool = False, nonneg: bool = False, n_of: str = "the losses") -> np.ndarray:
+    """A finite float64 1-D array (a scalar broadcasts to length ``n`` if ``scalar_ok``),
+    > 0 everywhere if ``positive``, >= 0 if ``nonneg``; ``n_of`` names what sets ``n``."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be real numbers, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 1-D array of real numbers, got "
+                        f"{type(value).__name__}") from None
+    if arr.ndim == 0:
+        if not scalar_ok:
+            raise ValueError(f"{name} must be a 1-D array, got the scalar {value!r}")
+        if n is None:
+            raise ValueError(f"{name} must be a 1-D array, got a scalar")
+        arr = np.full(n, float(arr))
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if n is not None and arr.size != n:
+        raise ValueError(f"{name} has length {arr.size} but {n_of} have length {n}")
+    bad = ~np.isfinite(arr)
+    if positive:
+        bad |= arr <= 0.0
+    elif nonneg:
+        bad |= arr < 0.0
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        what = "finite and > 0" if positive else "finite and >= 0" if nonneg else "finite"
+        raise ValueError(f"{name} must be {what}, got {float(arr[i])!r} at index {i}")
+    return arr

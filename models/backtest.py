@@ -34,7 +34,7 @@ import numpy as np
 from scipy.special import xlogy
 from scipy.stats import binom, chi2
 
-from ._validate import check_real
+from ._validate import as_1d, check_real
 
 __all__ = [
     "KupiecResult",
@@ -75,38 +75,6 @@ def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> i
 
 def _check_level(level: Any, name: str = "level") -> float:
     return check_real(name, level, low=0.0, high=1.0, low_open=True, high_open=True)
-
-
-def _as_1d(name: str, value: Any, *, n: int | None = None, scalar_ok: bool = False,
-           positive: bool = False) -> np.ndarray:
-    """A finite float64 1-D array (a scalar broadcasts to length ``n`` if ``scalar_ok``)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be real numbers, got {value!r}")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a 1-D array of real numbers, got "
-                        f"{type(value).__name__}") from None
-    if arr.ndim == 0:
-        if not scalar_ok:
-            raise ValueError(f"{name} must be a 1-D array, got the scalar {value!r}")
-        if n is None:
-            raise ValueError(f"{name} must be a 1-D array, got a scalar")
-        arr = np.full(n, float(arr))
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} must not be empty")
-    if n is not None and arr.size != n:
-        raise ValueError(f"{name} has length {arr.size} but the losses have length {n}")
-    bad = ~np.isfinite(arr)
-    if positive:
-        bad |= arr <= 0.0
-    if np.any(bad):
-        i = int(np.flatnonzero(bad)[0])
-        what = "finite and > 0" if positive else "finite"
-        raise ValueError(f"{name} must be {what}, got {arr[i]!r} at index {i}")
-    return arr
 
 
 def _as_hits(hits: Any) -> np.ndarray:
@@ -185,9 +153,9 @@ def exceptions(losses: Any, margin: Any, *, horizon: int = 1, offset: int = 0) -
     [False, False, True]
     """
     index = getattr(losses, "index", None) if hasattr(losses, "to_numpy") else None
-    loss = _as_1d("losses", losses)
+    loss = as_1d("losses", losses)
     n = loss.size
-    m = _as_1d("margin", margin, n=n, scalar_ok=True)
+    m = as_1d("margin", margin, n=n, scalar_ok=True)
     h = _check_int("horizon", horizon, low=1, high=n)
     k = _check_int("offset", offset, low=0, high=h - 1)
     hits = (loss > m)[k::h]
@@ -225,7 +193,7 @@ def horizon_losses(daily_losses: Any, horizon: int) -> np.ndarray:
     >>> horizon_losses([1.0, 2.0, 3.0, 4.0], 2).tolist()
     [3.0, 5.0, 7.0]
     """
-    x = _as_1d("daily_losses", daily_losses)
+    x = as_1d("daily_losses", daily_losses)
     h = _check_int("horizon", horizon, low=1, high=x.size)
     c = np.concatenate(([0.0], np.cumsum(x)))
     return c[h:] - c[:-h]
@@ -673,12 +641,12 @@ def acerbi_szekely_z2(
     >>> r.statistic
     0.25
     """
-    loss = _as_1d("losses", losses)
+    loss = as_1d("losses", losses)
     t = loss.size
     lev = _check_level(level)
     tl = _check_level(test_level, "test_level")
-    v = _as_1d("var", var, n=t, scalar_ok=True)
-    e = _as_1d("es", es, n=t, scalar_ok=True, positive=True)
+    v = as_1d("var", var, n=t, scalar_ok=True)
+    e = as_1d("es", es, n=t, scalar_ok=True, positive=True)
     tail = 1.0 - lev
     stat = float(_z2(loss, v, e, tail))
     n_exc = int(np.count_nonzero(loss > v))

@@ -131,7 +131,7 @@ from marginlab.simulate import simulate_paths
 from marginlab.simulate.pricing import black76_price
 from marginlab.simulate.specs import GARCHSpec, JumpDiffusionSpec
 
-from ._validate import check_real
+from ._validate import as_1d, check_real
 from .backtest import (
     FlatResult,
     acerbi_szekely_z2,
@@ -474,24 +474,10 @@ def _max_increase(x: np.ndarray, k: int) -> float:
 
 
 def _as_series_1d(name: str, value: Any, n: int | None = None) -> np.ndarray:
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"{name} must be an array of real numbers, got {value!r}")
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of real numbers, got "
-                        f"{type(value).__name__}") from None
-    if n is not None and arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
-    if n is not None and arr.size != n:
-        raise ValueError(f"{name} has length {arr.size}, expected {n} (one per margin date)")
-    bad = ~np.isfinite(arr) | (arr < 0.0)
-    if np.any(bad):
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must be finite and >= 0, got {arr[i]!r} at index {i}")
-    return arr
+    """A finite, >= 0 float64 1-D series; with ``n`` (the margin series' length) a scalar
+    broadcasts to it."""
+    return as_1d(name, value, n=n, scalar_ok=n is not None, nonneg=True,
+                  n_of="the margin dates")
 
 
 def procyclicality(margin: Any, notional: Any = None) -> ProcyclicalityResult:

@@ -300,6 +300,28 @@ def test_apc_tools_hand_computed():
         apc_buffer([1.0, -1.0])
 
 
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda: apc_buffer([1.0, -1.0]), ValueError,
+     r"margin must be finite and >= 0, got -1.0 at index 1"),
+    (lambda: apc_buffer([[1.0]]), ValueError, r"margin must be 1-D, got shape \(1, 1\)"),
+    (lambda: apc_buffer([]), ValueError, r"margin must not be empty"),
+    (lambda: apc_buffer("1.0"), TypeError, r"margin must be real numbers"),
+    (lambda: apc_floor([1.0, 2.0], [1.0]), ValueError,
+     r"floor has length 1 but the margin dates have length 2"),
+    (lambda: apc_stressed_weight([1.0], [np.nan]), ValueError, r"stressed must be finite"),
+])
+def test_margin_series_validation(call, exc, pattern):
+    """Oracle (validation contract): margin series are refused naming the argument, the value
+    and its index, the shape or the length they should have."""
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_scalar_notional_broadcasts():
+    """Oracle (self-consistency): a scalar notional is the same as that value every day."""
+    assert procyclicality([1.0, 2.0, 1.5], 5.0) == procyclicality([1.0, 2.0, 1.5], [5.0] * 3)
+
+
 def test_apc_tools_reduce_the_largest_5_day_increase():
     """Oracle (law): on a 99 % margin rate from EWMA volatility with a volatility spike, each
     tool lowers the largest 5-day increase: the buffer absorbs rises above its rebuild rate;
