@@ -314,6 +314,58 @@ def _adl_score(q, pa, entry, notional, equity):
 
 # =========================================================================== fast path
 @kernel
+def _rank_push(rank_key, rank_id, base, c, key, ident):
+    # Put (key, ident) at slot c of the ADL ranking heap stored from ``base`` and sift it up.
+    # The heap is a binary max-heap on (key, then the lower ident). Ranking happens only in
+    # steps with a bankruptcy, so the per-call reference counting of these array arguments
+    # does not show in the timings.
+    rank_key[base + c] = key
+    rank_id[base + c] = ident
+    while c > 0:
+        par = (c - 1) // 2
+        kc = rank_key[base + c]
+        kp = rank_key[base + par]
+        if kc > kp or (kc == kp and rank_id[base + c] < rank_id[base + par]):
+            rank_key[base + c] = kp
+            rank_key[base + par] = kc
+            ja = rank_id[base + c]
+            rank_id[base + c] = rank_id[base + par]
+            rank_id[base + par] = ja
+            c = par
+        else:
+            break
+
+
+@kernel
+def _rank_pop(rank_key, rank_id, base, n_h):
+    # Drop the top of the heap that held n_h + 1 entries: the last entry to the root, sifted
+    # down over the n_h that remain.
+    rank_key[base] = rank_key[base + n_h]
+    rank_id[base] = rank_id[base + n_h]
+    c = 0
+    while True:
+        ch = 2 * c + 1
+        if ch >= n_h:
+            break
+        if ch + 1 < n_h:
+            k1 = rank_key[base + ch]
+            k2 = rank_key[base + ch + 1]
+            if k2 > k1 or (k2 == k1 and rank_id[base + ch + 1] < rank_id[base + ch]):
+                ch += 1
+        kc = rank_key[base + ch]
+        kp = rank_key[base + c]
+        if kc > kp or (kc == kp and rank_id[base + ch] < rank_id[base + c]):
+            rank_key[base + ch] = kp
+            rank_key[base + c] = kc
+            ja = rank_id[base + ch]
+            rank_id[base + ch] = rank_id[base + c]
+            rank_id[base + c] = ja
+            c = ch
+        else:
+            break
+
+
+@kernel
 def _fast_path(
     p, paths, n_steps, depth, k_lin, k_sqrt, rho, liq_frac, fee_rate, fund0,
     tab_mmr, tab_cum, tab_n,
@@ -520,25 +572,10 @@ def _fast_path(
                                 continue
                             invj = acc_inv[j] == 1
                             wj += _upnl(qj, pa, acc_entry[j], acc_face[j], invj)
-                            c = n_r
-                            rank_acc[base + c] = j
-                            rank_key[base + c] = _adl_score(
-                                qj, pa, acc_entry[j], _notional(qj, pa, acc_face[j], invj), wj)
+                            score = _adl_score(qj, pa, acc_entry[j],
+                                               _notional(qj, pa, acc_face[j], invj), wj)
+                            _rank_push(rank_key, rank_acc, base, n_r, score, j)
                             n_r += 1
-                            while c > 0:  # sift up
-                                par = (c - 1) // 2
-                                kc = rank_key[base + c]
-                                kp = rank_key[base + par]
-                                if kc > kp or (kc == kp and rank_acc[base + c]
-                                               < rank_acc[base + par]):
-                                    rank_key[base + c] = kp
-                                    rank_key[base + par] = kc
-                                    ja = rank_acc[base + c]
-                                    rank_acc[base + c] = rank_acc[base + par]
-                                    rank_acc[base + par] = ja
-                                    c = par
-                                else:
-                                    break
                         rank_len[opp] = n_r
                         rank_stamp[opp] = tstamp
                     rem = q_usd
@@ -598,33 +635,8 @@ def _fast_path(
                             n_adl += 1
                             out_asset[p, a, A_ADL_VOLUME] += take_usd
                         if pop:  # last element to the root, sift down
-                            n_h = rank_len[opp] - 1
-                            rank_len[opp] = n_h
-                            rank_key[base] = rank_key[base + n_h]
-                            rank_acc[base] = rank_acc[base + n_h]
-                            c = 0
-                            while True:
-                                ch = 2 * c + 1
-                                if ch >= n_h:
-                                    break
-                                if ch + 1 < n_h:
-                                    k1 = rank_key[base + ch]
-                                    k2 = rank_key[base + ch + 1]
-                                    if k2 > k1 or (k2 == k1 and rank_acc[base + ch + 1]
-                                                   < rank_acc[base + ch]):
-                                        ch += 1
-                                kc = rank_key[base + ch]
-                                kp = rank_key[base + c]
-                                if kc > kp or (kc == kp and rank_acc[base + ch]
-                                               < rank_acc[base + c]):
-                                    rank_key[base + ch] = kp
-                                    rank_key[base + c] = kc
-                                    ja = rank_acc[base + ch]
-                                    rank_acc[base + ch] = rank_acc[base + c]
-                                    rank_acc[base + c] = ja
-                                    c = ch
-                                else:
-                                    break
+                            rank_len[opp] -= 1
+                            _rank_pop(rank_key, rank_acc, base, rank_len[opp])
                     taken = q_usd - rem
                     if rem == 0.0:
                         take_q = abs(q)
@@ -1087,26 +1099,11 @@ def _cross_path(
                                         b = pos_asset[m2]
                                         wj += _upnl(q[m2], P[b], pos_entry[m2], pos_face[m2],
                                                     pos_inv[m2] == 1)
-                                c = n_r
-                                rank_pos_arr[base + c] = m
-                                rank_key[base + c] = _adl_score(
+                                score = _adl_score(
                                     q[m], pa, pos_entry[m],
                                     _notional(q[m], pa, pos_face[m], pos_inv[m] == 1), wj)
+                                _rank_push(rank_key, rank_pos_arr, base, n_r, score, m)
                                 n_r += 1
-                                while c > 0:  # sift up
-                                    par = (c - 1) // 2
-                                    kc = rank_key[base + c]
-                                    kp = rank_key[base + par]
-                                    if kc > kp or (kc == kp and rank_pos_arr[base + c]
-                                                   < rank_pos_arr[base + par]):
-                                        rank_key[base + c] = kp
-                                        rank_key[base + par] = kc
-                                        ja = rank_pos_arr[base + c]
-                                        rank_pos_arr[base + c] = rank_pos_arr[base + par]
-                                        rank_pos_arr[base + par] = ja
-                                        c = par
-                                    else:
-                                        break
                             rank_len[opp] = n_r
                             rank_stamp[opp] = tstamp
                         rem = q_usd
@@ -1150,33 +1147,8 @@ def _cross_path(
                                 n_adl += 1
                                 out_asset[p, a, A_ADL_VOLUME] += take_usd
                             if pop:  # last element to the root, sift down
-                                n_h = rank_len[opp] - 1
-                                rank_len[opp] = n_h
-                                rank_key[base] = rank_key[base + n_h]
-                                rank_pos_arr[base] = rank_pos_arr[base + n_h]
-                                c = 0
-                                while True:
-                                    ch = 2 * c + 1
-                                    if ch >= n_h:
-                                        break
-                                    if ch + 1 < n_h:
-                                        k1 = rank_key[base + ch]
-                                        k2 = rank_key[base + ch + 1]
-                                        if k2 > k1 or (k2 == k1 and rank_pos_arr[base + ch + 1]
-                                                       < rank_pos_arr[base + ch]):
-                                            ch += 1
-                                    kc = rank_key[base + ch]
-                                    kp = rank_key[base + c]
-                                    if kc > kp or (kc == kp and rank_pos_arr[base + ch]
-                                                   < rank_pos_arr[base + c]):
-                                        rank_key[base + ch] = kp
-                                        rank_key[base + c] = kc
-                                        ja = rank_pos_arr[base + ch]
-                                        rank_pos_arr[base + ch] = rank_pos_arr[base + c]
-                                        rank_pos_arr[base + c] = ja
-                                        c = ch
-                                    else:
-                                        break
+                                rank_len[opp] -= 1
+                                _rank_pop(rank_key, rank_pos_arr, base, rank_len[opp])
                         taken = q_usd - rem
                         if rem == 0.0:
                             take_q = abs(qk)
