@@ -23,15 +23,19 @@ zero yield) at the scenario price, implied vol ``sigma0 x shock`` and remaining 
 Risk estimators (losses are ``-P&L``, positive is bad), for ``n`` scenarios and level ``a``:
 VaR is the ``ceil(n a)``-th smallest loss; ES is the Acerbi-Tasche estimator, the mean of the
 worst ``w = n (1 - a)`` losses with a fractional weight on the boundary order statistic.
-These are the estimators of :mod:`marginlab.simulate.risk`.
+These are the estimators of :mod:`marginlab.simulate.risk`; ES and its standard error come
+from the one shared rule (:mod:`marginlab.simulate._estimators`), so ``portfolio_risk`` and
+:func:`marginlab.simulate.var_es` agree bit for bit on identical losses.
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
+from ._estimators import _PARTIALS, _es_tail
 from ._numba import inline_kernel, kernel, parallel_kernel, prange
 from .pricing import _ncdf
 
@@ -233,13 +237,16 @@ def unit_pnl(
 # ----------------------------------------------------------------------------- account risk
 @kernel
 def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_hi_top, w_es,
-                   m_keep, alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se,
+                   level, m_keep, alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se,
                    out_alloc_var, out_alloc_es):
     n_scen = U.shape[1]
     n_levels = var_top.shape[0]
     loss = np.empty(n_scen)
     heap = np.empty(m_keep)
     cand = np.empty(n_scen, np.int64)
+    scratch = np.empty(m_keep)
+    partials = np.empty(_PARTIALS)
+    fl = var_top
     for acc in range(a_lo, a_hi):
         loss[:] = 0.0
         for p in range(indptr[acc], indptr[acc + 1]):
@@ -297,22 +304,12 @@ def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_h
             out_var_lo[li, acc] = top[ci_lo_top[li]]
             out_var_hi[li, acc] = top[ci_hi_top[li]]
             w = w_es[li]
-            nf = int(math.floor(w))
-            acc_sum = 0.0
-            for i in range(nf):
-                acc_sum += top[i]
-            frac = w - nf
-            boundary = top[nf] if nf < m_keep else top[m_keep - 1]
-            es = (acc_sum + frac * boundary) / w
+            nf = fl[li]
+            # ES and its standard error: the one rule of simulate.risk.var_es (_es_tail).
+            es, se = _es_tail(top, nf, v, w, level[li], scratch, partials)
             out_es[li, acc] = es
-            # ES standard error: [Var(L | tail) + a (ES - VaR)^2] / (n (1 - a))
-            ss = 0.0
-            for i in range(nf):
-                d = top[i] - es
-                ss += d * d
-            var_tail = ss / max(nf - 1, 1)
-            level = 1.0 - w / n_scen
-            out_es_se[li, acc] = math.sqrt((var_tail + level * (es - v) ** 2) / w)
+            out_es_se[li, acc] = se
+            boundary = v
             if alloc:
                 # Euler allocation. ES: weights 1/w on losses above the boundary order
                 # statistic t, the remaining weight spread over the scenarios equal to t;
@@ -353,14 +350,14 @@ def _account_block(a_lo, a_hi, U, indptr, indices, qty, var_top, ci_lo_top, ci_h
 
 
 @parallel_kernel
-def _account_kernel(U, indptr, indices, qty, var_top, ci_lo_top, ci_hi_top, w_es, m_keep,
-                    alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var,
-                    out_alloc_es):
+def _account_kernel(U, indptr, indices, qty, var_top, ci_lo_top, ci_hi_top, w_es, level,
+                    m_keep, alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se,
+                    out_alloc_var, out_alloc_es):
     n_acc = indptr.shape[0] - 1
     n_blocks = (n_acc + _ACC_BLOCK - 1) // _ACC_BLOCK
     for b in prange(n_blocks):
         _account_block(b * _ACC_BLOCK, min((b + 1) * _ACC_BLOCK, n_acc), U, indptr, indices,
-                       qty, var_top, ci_lo_top, ci_hi_top, w_es, m_keep, alloc, out_var,
+                       qty, var_top, ci_lo_top, ci_hi_top, w_es, level, m_keep, alloc, out_var,
                        out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var, out_alloc_es)
 
 
@@ -376,11 +373,13 @@ def level_indices(n_scenarios: int, levels: np.ndarray, ci: float):
     from scipy.stats import binom
 
     n = n_scenarios
-    na = n * np.asarray(levels, float)
-    na = np.where(np.abs(na - np.round(na)) < 1e-9 * n, np.round(na), na)
-    k = np.ceil(na).astype(np.int64)  # VaR = k-th smallest
-    w = n - na
-    var_top = n - k
+    # The tail geometry of simulate.risk (one snapping rule): w = n (1 - a), rounded to the
+    # nearest integer within 1e-10 n; VaR = the (floor(w) + 1)-th largest = ceil(n a)-th
+    # smallest loss.
+    w = n * (1.0 - np.asarray(levels, float))
+    near = np.round(w)
+    w = np.where(np.abs(w - near) <= 1e-10 * n, near, w)
+    var_top = np.minimum(np.floor(w), n - 1).astype(np.int64)
     j_lo = binom.ppf((1.0 - ci) / 2.0, n, levels).astype(np.int64)
     j_hi = binom.ppf((1.0 + ci) / 2.0, n, levels).astype(np.int64) + 1
     j_lo = np.clip(j_lo, 1, n)
@@ -424,8 +423,6 @@ def account_risk(
         (n_levels, nnz) when ``allocate``: they sum over each account's holdings to its
         VaR and ES.
     """
-    from scipy.stats import norm
-
     U = _f64(U)
     if U.ndim != 2:
         raise ValueError(f"U must be 2-D (n_instruments, n_scenarios), got shape {U.shape}")
@@ -452,10 +449,10 @@ def account_risk(
     a_shape = (lv.size, qty.size) if allocate else (lv.size, 0)
     out["alloc_var"] = np.zeros(a_shape)
     out["alloc_es"] = np.zeros(a_shape)
-    _account_kernel(U, indptr, indices, qty, var_top, lo_top, hi_top, _f64(w), m_keep,
+    _account_kernel(U, indptr, indices, qty, var_top, lo_top, hi_top, _f64(w), lv, m_keep,
                     bool(allocate), out["var"], out["es"], out["var_lo"], out["var_hi"],
                     out["es_se"], out["alloc_var"], out["alloc_es"])
-    z = norm.ppf(0.5 + ci / 2.0)
+    z = NormalDist().inv_cdf(0.5 + 0.5 * ci)  # as simulate.risk.var_es
     # var_lo is the larger-index (lower) order statistic: bounds are (var_hi_top, var_lo_top)
     lo, hi = np.minimum(out["var_lo"], out["var_hi"]), np.maximum(out["var_lo"], out["var_hi"])
     out["var_lo"], out["var_hi"] = lo, hi

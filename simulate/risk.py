@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from ._estimators import _PARTIALS, _es_tail, _fsum
 from ._numba import inline_kernel, kernel, numba, parallel_kernel, prange
 
 __all__ = ["VarEs", "allocate", "es", "incremental", "var", "var_es"]
@@ -84,8 +85,6 @@ buffers of ~2k cells per account, or full columns when a chunk is copied or summ
 
 _SNAP = 1e-10
 
-_PARTIALS = 64
-"""Room for the partials of an exact sum of doubles (at most about 40 are ever needed)."""
 
 
 def _capacity(k: int, n: int) -> int:
@@ -300,50 +299,6 @@ def _select_tails(x, c0, ranks, cap, block, tv, ti, bad):
 
 
 @kernel
-def _fsum(a, m, p):
-    # The correctly rounded sum of a[:m] (finite values): Shewchuk's exact non-overlapping
-    # partials in p, then CPython's math.fsum rounding (with its half-even correction across
-    # partials), so the result equals math.fsum and does not depend on the order of a.
-    n = 0
-    for t in range(m):
-        x = a[t]
-        i = 0
-        for u in range(n):
-            y = p[u]
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo != 0.0:
-                p[i] = lo
-                i += 1
-            x = hi
-        if x != 0.0:
-            p[i] = x
-            i += 1
-        n = i
-    if n == 0:
-        return 0.0
-    n -= 1
-    hi = p[n]
-    lo = 0.0
-    while n > 0:
-        x = hi
-        n -= 1
-        y = p[n]
-        hi = x + y
-        lo = y - (hi - x)
-        if lo != 0.0:
-            break
-    if n > 0 and ((lo < 0.0 and p[n - 1] < 0.0) or (lo > 0.0 and p[n - 1] > 0.0)):
-        y = lo * 2.0
-        x = hi + y
-        if y == x - hi:
-            hi = x
-    return hi
-
-
-@kernel
 def _excess_mean(tv, j, f, q, w, a, p):
     # q + fsum(tv[j, t] - q for t < f) / w: the ES of one column, order-independent.
     for t in range(f):
@@ -372,35 +327,32 @@ def _var_es_kernel(tv, fl, w, c0, block, var_out, es_out):
 
 
 @kernel
-def _stats_block(tv, j0, j1, fl, frac, w, t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0, out):
-    # out[0..5, level, c0 + j]: VaR, ES, tail variance (same weights as ES), density spread
-    # tail[t_dens_hi] - tail[t_dens_lo], VaR CI lower and upper values (-inf / inf when the
-    # order statistic falls outside the sample: index -1).
+def _stats_block(tv, j0, j1, fl, level, w, t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0, out):
+    # out[0..5, level, c0 + j]: VaR, ES, ES standard error (the one rule, _es_tail), density
+    # spread tail[t_dens_hi] - tail[t_dens_lo], VaR CI lower and upper values (-inf / inf
+    # when the order statistic falls outside the sample: index -1).
     p = np.empty(_PARTIALS)
     a = np.empty(tv.shape[1])
     for j in range(j0, j1):
         for lv in range(fl.shape[0]):
             f = fl[lv]
             q = tv[j, f]
-            e = _excess_mean(tv, j, f, q, w[lv], a, p)
-            dev = frac[lv] * (q - e) * (q - e)
-            for t in range(f):
-                dev += (tv[j, t] - e) * (tv[j, t] - e)
+            e, se = _es_tail(tv[j], f, q, w[lv], level[lv], a, p)
             out[0, lv, c0 + j] = q
             out[1, lv, c0 + j] = e
-            out[2, lv, c0 + j] = dev / w[lv]
+            out[2, lv, c0 + j] = se
             out[3, lv, c0 + j] = tv[j, t_dens_hi[lv]] - tv[j, t_dens_lo[lv]]
             out[4, lv, c0 + j] = -np.inf if t_ci_lo[lv] < 0 else tv[j, t_ci_lo[lv]]
             out[5, lv, c0 + j] = np.inf if t_ci_hi[lv] < 0 else tv[j, t_ci_hi[lv]]
 
 
 @parallel_kernel
-def _stats_kernel(tv, fl, frac, w, t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0, block, out):
+def _stats_kernel(tv, fl, level, w, t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0, block, out):
     m = tv.shape[0]
     n_blocks = (m + block - 1) // block
     for b in prange(n_blocks):
         _stats_block(
-            tv, b * block, min(m, (b + 1) * block), fl, frac, w,
+            tv, b * block, min(m, (b + 1) * block), fl, level, w,
             t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0, out,
         )  # fmt: skip
 
@@ -886,17 +838,16 @@ def var_es(losses: Any, levels: Any, *, ci: float = 0.95, chunk: int | None = No
     out = np.empty((6, a.size, n_acc))
     for c0, c1 in _chunks(n_acc, chunk):
         tv, _ = _tails(arr, x, c0, c1, ranks, "losses")
-        args = (fl, lv.frac, lv.w, t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0)
+        args = (fl, a, lv.w, t_dens_hi, t_dens_lo, t_ci_hi, t_ci_lo, c0)
         block = _block(c1 - c0)
         if c1 - c0 <= block:
             _stats_block(tv, 0, c1 - c0, *args, out)
         else:
             _stats_kernel(tv, *args, block, out)
-    v, e, tail_var, spread, v_lo, v_hi = out
+    v, e, es_se, spread, v_lo, v_hi = out
     a_col = a[:, None]
     sparsity = n * spread / (m_hi + m_lo)[:, None]
     var_se = np.sqrt(a_col * (1.0 - a_col) / n) * sparsity
-    es_se = np.sqrt((tail_var + a_col * (e - v) ** 2) / lv.w[:, None])
     z = NormalDist().inv_cdf(0.5 + 0.5 * ci)
     one_d = arr.ndim == 1
 
