@@ -27,7 +27,7 @@ from marginlab.simulate.specs import (
 
 from ._validate import as_param, broadcast_params, check_corr, check_real, corr_factor, freeze
 
-__all__ = ["GBM", "MertonJump", "GARCH", "Bootstrap"]
+__all__ = ["GBM", "MertonJump", "GARCH", "Bootstrap", "with_zero_drift"]
 
 
 def _setup(obj: Any, params: dict[str, np.ndarray], corr: Any) -> int:
@@ -237,8 +237,11 @@ class GARCH:
     nu : float, optional
         Degrees of freedom, > 2, required for ``dist="t"`` and only then.
     sigma2_0 : float or array_like, optional
-        Conditional variance of the first simulated step. Default: the unconditional
-        variance ``omega / (1 - persistence)``.
+        Conditional variance of the first simulated step: the fitted / filtered state
+        (:func:`~marginlab.models.calibration.fit_garch` sets it to the forecast after the
+        last return). Default: the unconditional variance ``omega / (1 - persistence)``;
+        ``has_state`` is then False and margin methods refuse the model (a near-integrated
+        GARCH's unconditional variance can be ten times the current one).
     corr : array_like, optional
         Correlation of the innovations (not allowed with ``Bootstrap``, whose rows carry
         their own dependence).
@@ -326,8 +329,15 @@ class GARCH:
                 "GARCH is not covariance stationary: persistence alpha + beta + "
                 f"gamma E[z^2 1(z<0)] must be < 1, got {pers!r}"
             )
+        object.__setattr__(self, "_has_state", self.sigma2_0 is not None)
         if self.sigma2_0 is None:
             object.__setattr__(self, "sigma2_0", freeze(self.unconditional_variance, n))
+
+    @property
+    def has_state(self) -> bool:
+        """Whether ``sigma2_0`` was given (a fitted or filtered state), not defaulted to the
+        unconditional variance."""
+        return self._has_state
 
     @property
     def n_assets(self) -> int:
@@ -359,3 +369,26 @@ class GARCH:
             code, nu, res = DIST_NORMAL, 0.0, np.empty((0, n))
         return GARCHSpec(self.omega, self.alpha, self.beta, self.gamma, self.mu, self.sigma2_0,
                          corr_factor(self.corr), code, nu, res, float(self.step))
+
+
+def with_zero_drift(model: Any) -> Any:
+    """A copy of ``model`` with ``mu = 0`` (everything else, GARCH state included, kept).
+
+    For :class:`GBM` and :class:`MertonJump` the price is then a martingale,
+    :math:`E[S_T] = S_0`; for :class:`GARCH` the mean log return per step is 0. Margin
+    scenarios use this by default: a drift estimated from a year of crypto prices has a
+    standard error about as large as the volatility (60-80 % a year), and a positive one
+    would lower the margin of longs.
+    """
+    if isinstance(model, GARCH):
+        return GARCH(omega=model.omega, alpha=model.alpha, beta=model.beta, gamma=model.gamma,
+                     mu=np.zeros(model.n_assets), dist=model.dist, nu=model.nu,
+                     sigma2_0=model.sigma2_0 if model.has_state else None,
+                     corr=None if isinstance(model.dist, Bootstrap) else model.corr,
+                     step=model.step)
+    if isinstance(model, MertonJump):
+        return MertonJump(mu=np.zeros(model.n_assets), sigma=model.sigma, lam=model.lam,
+                          jump_mean=model.jump_mean, jump_std=model.jump_std, corr=model.corr)
+    if isinstance(model, GBM):
+        return GBM(mu=np.zeros(model.n_assets), sigma=model.sigma, corr=model.corr)
+    raise TypeError(f"model must be a GBM, MertonJump or GARCH, got {type(model).__name__}")

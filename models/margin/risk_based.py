@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from .._validate import check_real
+from ..market import GARCH, with_zero_drift
+from ..move_cap import DEFAULT_MOVE_CAP, cap_scenarios, check_cap
 from ..portfolio import account_equity, gross_notional, portfolio_risk
 from ..scenarios import MarketState, ScenarioSet, monte_carlo_scenarios
 from .base import MarginResult
@@ -92,6 +94,22 @@ class MonteCarloMargin:
         Implied-vol dynamics of the scenarios (see ``monte_carlo_scenarios``).
     name : str
         Label in tables and plots.
+    zero_drift : bool, default True
+        Simulate with ``mu = 0`` (:func:`~marginlab.models.market.with_zero_drift`): no
+        margin credit for a fitted drift. False keeps the model's drift.
+    move_cap : float or None, default 1.0
+        Cap on each underlying's log move over the MPOR (:mod:`marginlab.models.move_cap`):
+        scenarios beyond it are clipped to it, so a long's loss is at most
+        :math:`1 - e^{-c}` and a short's :math:`e^{c} - 1` of notional and the ES is finite
+        and seed-stable under any innovation law. Calibrate it from history with
+        :func:`~marginlab.models.move_cap.move_cap_from_history`; None: no cap. It applies
+        to shared scenario sets passed to ``compute`` too.
+
+    Raises
+    ------
+    ValueError
+        For a :class:`~marginlab.models.GARCH` without a fitted or filtered ``sigma2_0``
+        (``has_state`` False): it would silently start from the unconditional variance.
 
     Notes
     -----
@@ -111,6 +129,8 @@ class MonteCarloMargin:
     vol_of_vol: float = 0.0
     vol_price_corr: float = -0.5
     name: str = "MC ES"
+    zero_drift: bool = True
+    move_cap: float | None = DEFAULT_MOVE_CAP
     uses_shared_scenarios = True  # compare() and the batch runner pass a shared ScenarioSet
 
     def __post_init__(self) -> None:
@@ -124,19 +144,39 @@ class MonteCarloMargin:
         if getattr(self.model, "n_assets", None) != len(self.underlyings):
             raise ValueError(f"model has {getattr(self.model, 'n_assets', '?')} assets but "
                              f"underlyings has {len(self.underlyings)}")
+        if not isinstance(self.zero_drift, (bool, np.bool_)):
+            raise TypeError(f"zero_drift must be a bool, got {self.zero_drift!r}")
+        object.__setattr__(self, "move_cap", check_cap("move_cap", self.move_cap))
+        if isinstance(self.model, GARCH) and not self.model.has_state:
+            raise ValueError(
+                "the GARCH model has no conditional-variance state (sigma2_0 was not given, "
+                "so it would start from the unconditional variance, which for a "
+                "near-integrated fit can be several times today's): use the model of a fit "
+                "(fit_garch(history).model or fit_fhs(history).model, whose sigma2_0 is the "
+                "forecast after the last return), filter the history with the parameters, or "
+                "pass sigma2_0= explicitly")
+
+    def scenario_model(self) -> Any:
+        """The model the scenarios are drawn from (zero drift unless ``zero_drift=False``)."""
+        return with_zero_drift(self.model) if self.zero_drift else self.model
 
     def scenarios(self, market: MarketState) -> ScenarioSet:
-        """The scenario set this method draws for ``market``."""
-        return monte_carlo_scenarios(self.model, market, self.underlyings,
-                                     horizon_days=self.horizon_days,
-                                     n_scenarios=self.n_scenarios, seed=self.seed,
-                                     vol_of_vol=self.vol_of_vol,
-                                     vol_price_corr=self.vol_price_corr)
+        """The scenario set this method draws for ``market`` (drift and cap applied)."""
+        sc = monte_carlo_scenarios(self.scenario_model(), market, self.underlyings,
+                                   horizon_days=self.horizon_days,
+                                   n_scenarios=self.n_scenarios, seed=self.seed,
+                                   vol_of_vol=self.vol_of_vol,
+                                   vol_price_corr=self.vol_price_corr)
+        return cap_scenarios(sc, market.prices(sc.underlyings), self.move_cap)
 
     def compute(self, book: Any, market: MarketState, *,
                 scenarios: ScenarioSet | None = None) -> MarginResult:
-        """Margin of every account; ``scenarios`` overrides the method's own draw."""
-        sc = self.scenarios(market) if scenarios is None else scenarios
+        """Margin of every account; ``scenarios`` overrides the method's own draw (the move
+        cap applies to it too)."""
+        if scenarios is None:
+            sc = self.scenarios(market)
+        else:
+            sc = cap_scenarios(scenarios, market.prices(scenarios.underlyings), self.move_cap)
         return _result_from_scenarios(self.name, book, market, sc, self.measure, self.level,
                                       self.mm_fraction)
 
