@@ -21,7 +21,9 @@ Scope and simplifications (all documented on the functions):
 * Triggers compare the *margin balance* (collateral after haircuts plus unrealised P&L)
   with the maintenance margin; bankruptcy and bad debt use *equity* (collateral in full).
   A bankrupt account's remaining coins are taken at the mark (they are not sold into the
-  market). Accounts without positions are not simulated.
+  market); a closed account that is not bankrupt settles its debts at the mark (a coin debt
+  from inverse P&L bought back with USD, a USD debt paid with its coins), so it keeps no
+  exposure it is no longer margined for. Accounts without positions are not simulated.
 * Monitoring is discrete: the mark is checked once per step (and again after every round
   of liquidations within the step). Coarse steps miss crossings between them, which
   understates liquidations and overstates bankruptcies; the tests quantify the effect with

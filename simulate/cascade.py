@@ -66,6 +66,15 @@ the mark, and pay the deficit at the mark pro rata to the notional they take (AD
 USD). ADL volume does not hit the market. What the ranked positions cannot absorb is sold in
 the market and its deficit is paid by the fund, then by the exchange (``exchange_paid``).
 
+Settlement of a closed account. An account left without open positions (liquidated in full,
+or fully taken over by ADL) is no longer margined, so it must carry no leveraged exposure:
+after the fee, its debts are settled at the marks. A negative coin balance (the realised
+coin P&L of an inverse position on USD collateral) is bought back with USD, then a negative
+USD balance (a linear loss or the fee on coin collateral) is paid by selling its coins, in
+column order. Both trades are at the mark, so they change no wealth, only the exposure;
+what remains is USD and non-negative coin balances (the account's own collateral), or, if
+equity is negative, the bankruptcy above (all balances seized).
+
 Bookkeeping (checked on every path by the tests). With :math:`G` the P&L of the accounts
 against the market (price changes of their exposures plus slippage of liquidation fills),
 
@@ -100,6 +109,7 @@ __all__ = [
     "PATH_FIELDS",
     "ASSET_FIELDS",
     "COUNT_FIELDS",
+    "TRACK_FIELDS",
     "SingleAccounts",
     "CrossAccounts",
     "MarginTables",
@@ -137,6 +147,16 @@ ASSET_FIELDS = ("liquidated_volume", "adl_volume", "min_log_move", "max_log_move
 # Per-account event counts, rows of CascadeArrays.counts (paths with at least one event)
 C_CALL, C_LIQ, C_BANKRUPT, C_ADL, N_COUNTS = range(5)
 COUNT_FIELDS = ("margin_call", "liquidation", "bankruptcy", "adl")
+
+# Per-path, per-tracked-account outputs, last axis of CascadeArrays.accounts
+(T_FINAL_EQUITY, T_BAD_DEBT, T_CALL_STEP, T_LIQ_STEP, T_LIQ_PRICE, T_BANK_STEP, T_ADL_STEP,
+ N_TRACK_FIELDS) = range(8)
+TRACK_FIELDS = ("final_equity", "bad_debt", "call_step", "liquidation_step",
+                "liquidation_price", "bankruptcy_step", "adl_step")
+"""Per path and tracked account: equity at the final marks (USD), the deficit it left (USD,
+paid by the fund, the exchange or ADL), the step of its first margin call, liquidation,
+bankruptcy and ADL (``-1`` for none), and the mark (USD) of its reference asset (the asset of
+its first position) that its first liquidation saw (NaN for none)."""
 
 _NEG_INF = -np.inf
 
@@ -238,7 +258,10 @@ class CascadeArrays(NamedTuple):
     paths on which each account had each event; ``levels`` ``(n_assets, n_bins)`` USD volume
     liquidated in the market by fill level ``log(fill / S_0)`` (bins ``level_edges``, the end
     bins also collect what lies beyond); ``marks`` ``(n_record, n_steps + 1, n_assets)`` the
-    mark prices of the first ``n_record`` paths at the end of each step.
+    mark prices of the first ``n_record`` paths at the end of each step; ``accounts``
+    ``(n_paths, n_track, len(TRACK_FIELDS))`` per path and tracked account (the ``track``
+    argument of :func:`simulate_cascade`, in its order): final equity, bad debt, steps of the
+    first events and the mark at the first liquidation.
     """
 
     path: np.ndarray
@@ -246,6 +269,7 @@ class CascadeArrays(NamedTuple):
     counts: np.ndarray
     levels: np.ndarray
     marks: np.ndarray
+    accounts: np.ndarray
 
 
 # =========================================================================== scalar helpers
@@ -301,6 +325,26 @@ def _slope(q, entry, face, inv):
 
 
 @inline_kernel
+def _buy_back(u, c, pa):
+    # A closed account owes coin (c < 0): buy it back with USD at the mark pa.
+    if c < 0.0:
+        return u + c * pa, 0.0
+    return u, c
+
+
+@inline_kernel
+def _sell_for(u, c, pa):
+    # A closed account owes USD (u < 0): sell its coin c at the mark pa until the debt is paid
+    # (or the coin is gone).
+    if u < 0.0 and c > 0.0:
+        need = -u / pa
+        if need <= c:
+            return 0.0, c - need
+        return u + c * pa, 0.0
+    return u, c
+
+
+@inline_kernel
 def _adl_score(q, pa, entry, notional, equity):
     # BitMEX/Bybit/Binance ADL ranking: PnL% x leverage (profit) or PnL% / leverage (loss).
     if equity <= 0.0 or q == 0.0:
@@ -313,6 +357,18 @@ def _adl_score(q, pa, entry, notional, equity):
 
 
 # =========================================================================== fast path
+@kernel
+def _track_reset(acct_out, p, s):
+    # A tracked account's row before a path: no events, no deficit.
+    acct_out[p, s, T_FINAL_EQUITY] = 0.0
+    acct_out[p, s, T_BAD_DEBT] = 0.0
+    acct_out[p, s, T_CALL_STEP] = -1.0
+    acct_out[p, s, T_LIQ_STEP] = -1.0
+    acct_out[p, s, T_LIQ_PRICE] = np.nan
+    acct_out[p, s, T_BANK_STEP] = -1.0
+    acct_out[p, s, T_ADL_STEP] = -1.0
+
+
 @kernel
 def _rank_push(rank_key, rank_id, base, c, key, ident):
     # Put (key, ident) at slot c of the ADL ranking heap stored from ``base`` and sift it up.
@@ -376,7 +432,7 @@ def _fast_path(
     st_state, st_call, st_adl, cq, cu, cc, touched, live, live_pos, buf, rank_acc, rank_key,
     rank_len, rank_stamp,
     s0, J, P0, P, X, plast, H, liq_ptr, mc_ptr,
-    out_path, out_asset, counts, levels, rec,
+    out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_a = s0.shape[0]
     n_lists = 2 * n_a
@@ -399,6 +455,8 @@ def _fast_path(
         liq_ptr[lst] = liq_start[lst]
         mc_ptr[lst] = mc_start[lst]
         rank_stamp[lst] = -1
+    for s in range(trk_acc.shape[0]):
+        _track_reset(acct_out, p, s)
     w0 = a_tot
     for a in range(n_a):
         w0 += b_tot[a] * s0[a]
@@ -443,6 +501,8 @@ def _fast_path(
                         st_call[i] = p
                         n_call += 1
                         counts[C_CALL, i] += 1
+                        if trk[i] >= 0:
+                            acct_out[p, trk[i], T_CALL_STEP] = t
                     k += 1
                 mc_ptr[lst] = k
                 # ---- (2) static accounts by their sorted liquidation prices; they come in
@@ -476,6 +536,8 @@ def _fast_path(
                     st_call[i] = p
                     n_call += 1
                     counts[C_CALL, i] += 1
+                    if trk[i] >= 0:
+                        acct_out[p, trk[i], T_CALL_STEP] = t
                 if mb < liq_frac * mm:
                     buf[nb] = i
                     nb += 1
@@ -546,6 +608,9 @@ def _fast_path(
                     w_proj = (cu[i] + q * (xf - ent)) + cc[i] * pn
                 n_liq += 1
                 counts[C_LIQ, i] += 1
+                if trk[i] >= 0:
+                    acct_out[p, trk[i], T_LIQ_STEP] = t
+                    acct_out[p, trk[i], T_LIQ_PRICE] = pa
                 market_q = abs(q)
                 bankrupt = False
                 if w_proj < 0.0 and fund < -w_proj:
@@ -618,7 +683,11 @@ def _fast_path(
                             cu[j] -= tau
                             adl_paid += tau
                             H[a] += cc[j] + _slope(new_q, ej, fj, invj) - slope_j0
-                            if new_q == 0.0:
+                            if new_q == 0.0:  # closed: its debts are settled at the mark
+                                cj0 = cc[j]
+                                uj, cj = _buy_back(cu[j], cj0, pa)
+                                cu[j], cc[j] = _sell_for(uj, cj, pa)
+                                H[a] += cc[j] - cj0
                                 if live_pos[j] >= 0:
                                     last = live[n_live - 1]
                                     live[live_pos[j]] = last
@@ -632,6 +701,8 @@ def _fast_path(
                             if st_adl[j] != p:
                                 st_adl[j] = p
                                 counts[C_ADL, j] += 1
+                                if trk[j] >= 0:
+                                    acct_out[p, trk[j], T_ADL_STEP] = t
                             n_adl += 1
                             out_asset[p, a, A_ADL_VOLUME] += take_usd
                         if pop:  # last element to the root, sift down
@@ -651,6 +722,8 @@ def _fast_path(
                     received = deficit * (taken / q_usd)
                     cu[i] += received
                     adl_recv += received
+                    if trk[i] >= 0:
+                        acct_out[p, trk[i], T_BAD_DEBT] += received
                     market_q = abs(q)
                     if market_q > 0.0:  # what the ranking could not absorb goes to market
                         x1 = x0 - sg * (market_q * fc if inv else market_q * P0[a])
@@ -710,21 +783,33 @@ def _fast_path(
                     fund -= fp
                     fund_paid += fp
                     exch += pay - fp
+                    if trk[i] >= 0:
+                        acct_out[p, trk[i], T_BAD_DEBT] += pay
                     H[a] -= cc[i]  # the seized coin leaves the book at the mark
                     cu[i] = 0.0
                     cc[i] = 0.0
-                elif w > 0.0 and market_usd > 0.0:
-                    fee = fee_rate * market_usd
-                    if fee > w:
-                        fee = w
-                    cu[i] -= fee
-                    fund += fee
-                    fees += fee
+                else:
+                    if w > 0.0 and market_usd > 0.0:
+                        fee = fee_rate * market_usd
+                        if fee > w:
+                            fee = w
+                        cu[i] -= fee
+                        fund += fee
+                        fees += fee
+                    # the account is closed: its debts are settled at the mark (a coin debt
+                    # bought back with USD, a USD debt paid by selling coin), so it keeps no
+                    # exposure it is no longer margined for
+                    ci0 = cc[i]
+                    ui, ci = _buy_back(cu[i], ci0, P[a])
+                    cu[i], cc[i] = _sell_for(ui, ci, P[a])
+                    H[a] += cc[i] - ci0
                 if fund < fund_min:
                     fund_min = fund
                 if bankrupt:
                     n_bank += 1
                     counts[C_BANKRUPT, i] += 1
+                    if trk[i] >= 0:
+                        acct_out[p, trk[i], T_BANK_STEP] = t
         # ---- end of step: the step's impact joins the decaying state
         for a in range(n_a):
             if X[a] != 0.0:
@@ -743,6 +828,15 @@ def _fast_path(
         pa = P[a]
         w1 += (cu[i] + cc[i] * pa + _upnl(cq[i], pa, acc_entry[i], acc_face[i], acc_inv[i] == 1)
                - a_full[i] - b_full[i] * pa)
+    for s in range(trk_acc.shape[0]):
+        i = trk_acc[s]
+        pa = P[acc_asset[i]]
+        if st_state[i] == p:
+            w = cu[i] + cc[i] * pa + _upnl(cq[i], pa, acc_entry[i], acc_face[i],
+                                           acc_inv[i] == 1)
+        else:
+            w = a_full[i] + b_full[i] * pa
+        acct_out[p, s, T_FINAL_EQUITY] = w
     for a in range(n_a):
         out_asset[p, a, A_MIN_LOG] = math.log(out_asset[p, a, A_MIN_LOG] / s0[a])
         out_asset[p, a, A_MAX_LOG] = math.log(out_asset[p, a, A_MAX_LOG] / s0[a])
@@ -772,7 +866,7 @@ def _fast_block(
     acc_asset, acc_inv, acc_q, acc_entry, acc_face, acc_tab, acc_usd, acc_wusd, acc_coin,
     acc_wcoin, a_full, b_full, a_tot, b_tot,
     liq_start, liq_acc, liq_thr, mc_start, mc_acc, mc_thr, side_start, side_acc,
-    lvl_px, out_path, out_asset, counts, levels, rec,
+    lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_acc = acc_q.shape[0]
     n_a = paths.shape[2]
@@ -811,7 +905,7 @@ def _fast_block(
             st_state, st_call, st_adl, cq, cu, cc, touched, live, live_pos, buf, rank_acc,
             rank_key, rank_len, rank_stamp,
             s0, J, P0, P, X, plast, H, liq_ptr, mc_ptr,
-            out_path, out_asset, counts, levels, rec,
+            out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
         )  # fmt: skip
 
 
@@ -822,7 +916,7 @@ def _fast_kernel(
     acc_asset, acc_inv, acc_q, acc_entry, acc_face, acc_tab, acc_usd, acc_wusd, acc_coin,
     acc_wcoin, a_full, b_full, a_tot, b_tot,
     liq_start, liq_acc, liq_thr, mc_start, mc_acc, mc_thr, side_start, side_acc,
-    lvl_px, out_path, out_asset, counts, levels, rec,
+    lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_blocks = (n_paths + PATH_BLOCK - 1) // PATH_BLOCK
     for b in prange(n_blocks):
@@ -832,11 +926,35 @@ def _fast_kernel(
             acc_asset, acc_inv, acc_q, acc_entry, acc_face, acc_tab, acc_usd, acc_wusd,
             acc_coin, acc_wcoin, a_full, b_full, a_tot, b_tot,
             liq_start, liq_acc, liq_thr, mc_start, mc_acc, mc_thr, side_start, side_acc,
-            lvl_px, out_path, out_asset, counts[b], levels[b], rec,
+            lvl_px, out_path, out_asset, counts[b], levels[b], rec, trk, trk_acc, acct_out,
         )  # fmt: skip
 
 
 # =========================================================================== general path
+@kernel
+def _settle_if_closed(i, start, q, usd, bal, P, H):
+    # Account i, if it has no open position left, settles its debts at the marks: coin debts
+    # bought back with USD, then a USD debt paid by selling coins in column order. Wealth
+    # neutral at the marks; the exposure H of the coins changes with the balances. Called
+    # once per liquidation or full ADL of an account, not per step.
+    for k in range(start[i], start[i + 1]):
+        if q[k] != 0.0:
+            return
+    n_a = P.shape[0]
+    u = usd[i]
+    for b in range(n_a):
+        c0 = bal[i, b]
+        u, c = _buy_back(u, c0, P[b])
+        bal[i, b] = c
+        H[b] += c - c0
+    for b in range(n_a):
+        c0 = bal[i, b]
+        u, c = _sell_for(u, c0, P[b])
+        bal[i, b] = c
+        H[b] += c - c0
+    usd[i] = u
+
+
 @kernel
 def _cross_path(
     p, paths, n_steps, depth, k_lin, k_sqrt, rho, liq_frac, fee_rate, fund0, partial,
@@ -848,7 +966,7 @@ def _cross_path(
     q, usd, bal, call_step, part_step, st_call, st_liq, st_bank, st_adl, buf, rank_pos_arr,
     rank_key, rank_len, rank_stamp, xp, pp, balp,
     s0, J, P0, P, X, plast, H,
-    out_path, out_asset, counts, levels, rec,
+    out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_a = s0.shape[0]
     n_acc = usd0.shape[0]
@@ -873,6 +991,8 @@ def _cross_path(
         q[k] = pos_q[k]
     for lst in range(2 * n_a):
         rank_stamp[lst] = -1
+    for s in range(trk_acc.shape[0]):
+        _track_reset(acct_out, p, s)
     w0 = 0.0
     for i in range(n_acc):
         usd[i] = usd0[i]
@@ -947,6 +1067,8 @@ def _cross_path(
                     if st_call[i] != p:
                         st_call[i] = p
                         counts[C_CALL, i] += 1
+                        if trk[i] >= 0:
+                            acct_out[p, trk[i], T_CALL_STEP] = t
                     if topup_prob > 0.0:
                         u, rs = uniform(rs)
                         if u < topup_prob:
@@ -1054,6 +1176,9 @@ def _cross_path(
                 if st_liq[i] != p:
                     st_liq[i] = p
                     counts[C_LIQ, i] += 1
+                    if trk[i] >= 0:
+                        acct_out[p, trk[i], T_LIQ_STEP] = t
+                        acct_out[p, trk[i], T_LIQ_PRICE] = P[pos_asset[start[i]]]
                 bankrupt = False
                 market_usd = 0.0
                 if phi == 1.0 and w_proj < 0.0 and fund < -w_proj:
@@ -1141,9 +1266,13 @@ def _cross_path(
                                 adl_paid += tau
                                 H[a] += (bal[j, a] - bal_j0 + _slope(new_q, em, fm, invm)
                                          - slope_m0)
+                                if new_q == 0.0:
+                                    _settle_if_closed(j, start, q, usd, bal, P, H)
                                 if st_adl[j] != p:
                                     st_adl[j] = p
                                     counts[C_ADL, j] += 1
+                                    if trk[j] >= 0:
+                                        acct_out[p, trk[j], T_ADL_STEP] = t
                                 n_adl += 1
                                 out_asset[p, a, A_ADL_VOLUME] += take_usd
                             if pop:  # last element to the root, sift down
@@ -1165,6 +1294,8 @@ def _cross_path(
                         received = d_k * (taken / q_usd)
                         usd[i] += received
                         adl_recv += received
+                        if trk[i] >= 0:
+                            acct_out[p, trk[i], T_BAD_DEBT] += received
                     phi = 1.0
                 # ---- market orders: the fraction phi, or what ADL left, of every position
                 for k in range(start[i], start[i + 1]):
@@ -1238,17 +1369,22 @@ def _cross_path(
                     fund -= fp
                     fund_paid += fp
                     exch += pay - fp
+                    if trk[i] >= 0:
+                        acct_out[p, trk[i], T_BAD_DEBT] += pay
                     usd[i] = 0.0
                     for a in range(n_a):
                         H[a] -= bal[i, a]
                         bal[i, a] = 0.0
-                elif w > 0.0 and market_usd > 0.0:
-                    fee = fee_rate * market_usd
-                    if fee > w:
-                        fee = w
-                    usd[i] -= fee
-                    fund += fee
-                    fees += fee
+                else:
+                    if w > 0.0 and market_usd > 0.0:
+                        fee = fee_rate * market_usd
+                        if fee > w:
+                            fee = w
+                        usd[i] -= fee
+                        fund += fee
+                        fees += fee
+                    if phi == 1.0:  # closed: its debts are settled at the marks
+                        _settle_if_closed(i, start, q, usd, bal, P, H)
                 if fund < fund_min:
                     fund_min = fund
                 if phi < 1.0:
@@ -1260,6 +1396,8 @@ def _cross_path(
                     if st_bank[i] != p:
                         st_bank[i] = p
                         counts[C_BANKRUPT, i] += 1
+                        if trk[i] >= 0:
+                            acct_out[p, trk[i], T_BANK_STEP] = t
         for a in range(n_a):
             if X[a] != 0.0:
                 J[a] += _impact(X[a], depth[a], k_lin[a], k_sqrt[a])
@@ -1277,6 +1415,8 @@ def _cross_path(
                 a = pos_asset[k]
                 w += _upnl(q[k], P[a], pos_entry[k], pos_face[k], pos_inv[k] == 1)
         w1 += w
+        if trk[i] >= 0:
+            acct_out[p, trk[i], T_FINAL_EQUITY] = w
     for a in range(n_a):
         out_asset[p, a, A_MIN_LOG] = math.log(out_asset[p, a, A_MIN_LOG] / s0[a])
         out_asset[p, a, A_MAX_LOG] = math.log(out_asset[p, a, A_MAX_LOG] / s0[a])
@@ -1306,7 +1446,7 @@ def _cross_block(
     tab_mmr, tab_cum, tab_n,
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
-    lvl_px, out_path, out_asset, counts, levels, rec,
+    lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_acc = usd0.shape[0]
     n_pos = pos_q.shape[0]
@@ -1346,7 +1486,7 @@ def _cross_block(
             q, usd, bal, call_step, part_step, st_call, st_liq, st_bank, st_adl, buf,
             rank_pos_arr, rank_key, rank_len, rank_stamp, xp, pp, balp,
             s0, J, P0, P, X, plast, H,
-            out_path, out_asset, counts, levels, rec,
+            out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
         )  # fmt: skip
 
 
@@ -1357,7 +1497,7 @@ def _cross_kernel(
     tab_mmr, tab_cum, tab_n,
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
-    lvl_px, out_path, out_asset, counts, levels, rec,
+    lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_blocks = (n_paths + PATH_BLOCK - 1) // PATH_BLOCK
     for b in prange(n_blocks):
@@ -1367,7 +1507,7 @@ def _cross_kernel(
             tab_mmr, tab_cum, tab_n,
             start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0,
             w_usd, bal0, w_bal, side_start, side_pos, h0,
-            lvl_px, out_path, out_asset, counts[b], levels[b], rec,
+            lvl_px, out_path, out_asset, counts[b], levels[b], rec, trk, trk_acc, acct_out,
         )  # fmt: skip
 
 
@@ -1685,6 +1825,30 @@ def trigger_order(accounts: SingleAccounts, tables: MarginTables, liq_fraction: 
     return np.lexsort((key, primary)).astype(np.int64)  # stable: ties in index order
 
 
+def _track(track, n_acc: int) -> np.ndarray:
+    """Validated indices of the tracked accounts (int64, distinct, in [0, n_acc))."""
+    if track is None:
+        return np.zeros(0, np.int64)
+    arr = np.asarray(track)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"track must be a 1-D array of account indices, got {track!r}")
+    arr = _i64(arr)
+    if np.any((arr < 0) | (arr >= n_acc)):
+        k = int(np.flatnonzero((arr < 0) | (arr >= n_acc))[0])
+        raise ValueError(f"track must hold account indices in [0, {n_acc}), got {arr[k]} at "
+                         f"index {k}")
+    if np.unique(arr).size != arr.size:
+        raise ValueError("track must not repeat an account")
+    return arr
+
+
+def _slots(trk_acc: np.ndarray, n_acc: int) -> np.ndarray:
+    """Per account (kernel numbering): its slot in the tracked outputs, or -1."""
+    slot = np.full(n_acc, -1, np.int64)
+    slot[trk_acc] = np.arange(trk_acc.size)
+    return slot
+
+
 def _check_initial(accounts, tables, s0, liq_fraction) -> None:
     mb, mm, _ = margin_state(accounts, tables, s0)
     bad = mb < liq_fraction * mm
@@ -1706,6 +1870,7 @@ def simulate_cascade(
     level_edges: np.ndarray | None = None,
     record: int = 0,
     seed: int | np.random.SeedSequence | None = None,
+    track: np.ndarray | None = None,
 ) -> CascadeArrays:
     """Run margin calls, liquidations, the insurance fund and ADL along every path.
 
@@ -1733,6 +1898,10 @@ def simulate_cascade(
         Seed of the top-up draws (one stream per path, from a child of the seed's
         ``SeedSequence``, so the seed of the paths can be reused); only used when
         ``rules.topup_prob > 0``.
+    track : array of int, optional
+        Accounts (indices into ``accounts``) whose outcome on every path is kept in
+        ``CascadeArrays.accounts`` (``TRACK_FIELDS``); memory ``n_paths x len(track) x 56``
+        bytes. Default: none.
 
     Returns
     -------
@@ -1786,6 +1955,10 @@ def simulate_cascade(
     rec = np.zeros((record, n_t, n_a))
     s0 = paths[0, 0, :].copy()
     lvl_px = _f64(s0[:, None] * np.exp(edges[None, :]))  # bin edges as prices
+    n_given = (np.size(accounts.q) if isinstance(accounts, SingleAccounts)
+               else np.size(accounts.start) - 1 if isinstance(accounts, CrossAccounts) else 0)
+    trk_acc = _track(track, n_given)
+    acct_out = np.zeros((n_paths, trk_acc.size, N_TRACK_FIELDS))
     if isinstance(accounts, SingleAccounts):
         if rules.partial or rules.grace >= 0 or rules.topup_prob > 0.0:
             raise ValueError("partial liquidation, a grace period and top-ups need "
@@ -1797,6 +1970,9 @@ def simulate_cascade(
         perm = trigger_order(acc, tables, rules.liq_fraction, prices=(lo, hi))
         acc = SingleAccounts(*(_i64(x[perm]) if x.dtype == np.int64 else _f64(x[perm])
                                for x in acc))
+        inv_perm = np.empty_like(perm)
+        inv_perm[perm] = np.arange(perm.size)
+        trk_acc = _i64(inv_perm[trk_acc])  # kernel numbering
         lo, hi = lo[perm], hi[perm]
         inv = acc.inverse == 1
         a_full = acc.usd - np.where(inv, acc.q * acc.face, acc.q * acc.entry)
@@ -1814,7 +1990,8 @@ def simulate_cascade(
             acc.asset, acc.inverse, acc.q, acc.entry, acc.face, acc.table, acc.usd, acc.w_usd,
             acc.coin, acc.w_coin, _f64(a_full), _f64(b_full), float(a_full.sum()), _f64(b_tot),
             liq_start, liq_acc, liq_thr, mc_start, mc_acc, mc_thr, side_start, side_acc,
-            lvl_px, out_path, out_asset, counts, levels, rec,
+            lvl_px, out_path, out_asset, counts, levels, rec, _slots(trk_acc, n_acc), trk_acc,
+            acct_out,
         )  # fmt: skip
     elif isinstance(accounts, CrossAccounts):
         acc = _cross(accounts, n_a, n_tab)
@@ -1835,7 +2012,8 @@ def simulate_cascade(
             acc.start, _i64(pos_acc), acc.pos_asset, acc.pos_inverse, acc.pos_q,
             acc.pos_entry, acc.pos_face, acc.pos_table, acc.usd, acc.w_usd, acc.bal,
             acc.w_bal, side_start, side_pos, _f64(h0),
-            lvl_px, out_path, out_asset, counts, levels, rec,
+            lvl_px, out_path, out_asset, counts, levels, rec, _slots(trk_acc, n_acc), trk_acc,
+            acct_out,
         )  # fmt: skip
     else:
         raise TypeError(f"accounts must be SingleAccounts or CrossAccounts, got "
@@ -1845,5 +2023,5 @@ def simulate_cascade(
         unperm = np.empty_like(total)
         unperm[:, perm] = total
         total = unperm
-    return CascadeArrays(out_path, out_asset, total, levels.sum(axis=0), rec)
+    return CascadeArrays(out_path, out_asset, total, levels.sum(axis=0), rec, acct_out)
 

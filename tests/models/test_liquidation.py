@@ -335,3 +335,30 @@ def test_errors_name_the_problem():
         LiquidationRules(maintenance={"BTC": 0.005}, grace_period=1.5)
     with pytest.raises(ValueError, match=r"paths must have shape \(n_paths, n_steps \+ 1, 1\)"):
         simulate_liquidations(ok, market, rules=rules, paths=np.ones((3, 5, 2)))
+
+
+@pytest.mark.parametrize("method", ["fast", "general"])
+def test_a_liquidated_inverse_position_keeps_no_exposure(method):
+    """Oracle: hand computation (issue 14's reproducer). Inverse ETH perpetual, 1,000
+    contracts x 10 USD long at 2,000 with 600 USDT, MMR 1 %, fee 0.5 %. At 1,890 the coin
+    P&L is 10,000 (1/2,000 - 1/1,890) = -0.29101 ETH = -550 USD: equity 50, MB 50 < MM 100,
+    liquidated; the fee 0.5 % x 10,000 = 50 takes the rest and the coin debt is bought back
+    with USD at 1,890, so the account ends at 0 whatever the price does next (before the fix:
+    600 - 50 - 0.29101 x 3,000 = -323 USD at the end, counted nowhere)."""
+    book = Book.from_frames(
+        pd.DataFrame({"instrument_id": ["ETH-IPERP"], "type": ["inverse_perp"],
+                      "underlying": ["ETH"], "face_value": [10.0]}),
+        pd.DataFrame({"account_id": ["a"], "instrument_id": ["ETH-IPERP"],
+                      "quantity": [1000.0], "entry_price": [2000.0]}),
+        pd.DataFrame({"account_id": ["a"], "asset": ["USDT"], "amount": [600.0]}))
+    paths = np.array([[[2000.0], [1890.0], [2500.0], [3000.0]]])
+    res = simulate_liquidations(
+        book, MarketState(spot={"ETH": 2000.0}), horizon=3 / 8760, paths=paths, method=method,
+        rules=LiquidationRules(maintenance={"ETH": 0.01}, liquidation_fee=0.005,
+                               insurance_fund=1e6))
+    equity0 = 600.0
+    assert equity0 + res.column("wealth_change")[0] == pytest.approx(0.0, abs=1e-9)
+    assert res.column("fees")[0] == pytest.approx(50.0, rel=1e-9)
+    assert res.column("bad_debt")[0] == 0.0 and res.column("bankruptcies")[0] == 0
+    assert res.column("liquidations")[0] == 1
+    assert abs(res.conservation_residual()[0]) <= 1e-9
