@@ -341,6 +341,16 @@ def portfolio_risk(
         Delta-gamma-vega approximation of options (ignored when a UnitPnL is given).
     account_block : int, optional
         Process accounts in blocks of this size (results are identical; see module notes).
+
+    Notes
+    -----
+    Weighted scenario sets (``scenarios.weights``, importance sampling) use the weighted
+    estimators of :mod:`marginlab.simulate.weighted`: weighted order statistics for VaR,
+    Acerbi-Tasche ES with probability masses, delta-method ES standard error, Woodruff VaR
+    interval, weighted Euler allocation. Randomised QMC sets (``scenarios.randomizations =
+    R > 1``) report VaR, ES and allocations from all scenarios and standard errors from the
+    spread of the R per-randomisation estimates (``sd / sqrt(R)``), intervals with Student-t
+    quantiles on R - 1 degrees of freedom.
     progress : callable, optional
         Called as ``progress(done_accounts, n_accounts)`` after each block.
     """
@@ -355,8 +365,7 @@ def portfolio_risk(
     for lo in range(0, max(n_acc, 1), block):
         hi = min(lo + block, n_acc)
         hb = h[lo:hi]
-        parts.append(account_risk(unit.pnl, hb.indptr, hb.indices, hb.data, levels, ci=ci,
-                                  allocate=allocate))
+        parts.append(_block_risk(unit, hb, levels, ci, allocate))
         if progress is not None:
             progress(hi, n_acc)
     out = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
@@ -369,6 +378,34 @@ def portfolio_risk(
         holding_account=coo_acc, holding_row=h.indices.astype(np.int64),
         holding_quantity=h.data.copy(), row_names=unit.row_names, horizon=unit.scenarios.horizon,
         n_scenarios=unit.pnl.shape[1], ci=ci)
+
+
+def _block_risk(unit: UnitPnL, hb: sp.csr_matrix, levels, ci: float, allocate: bool) -> dict:
+    """Risk of one block of accounts: the (weighted) estimators on the whole scenario set;
+    for randomised QMC (``randomizations = R > 1``) the error bars are replaced by the
+    spread between the R randomisations."""
+    sc = unit.scenarios
+    res = account_risk(unit.pnl, hb.indptr, hb.indices, hb.data, levels, ci=ci,
+                       allocate=allocate, weights=sc.weights)
+    r = sc.randomizations
+    if r > 1:
+        from scipy.stats import t as student_t
+
+        m = unit.pnl.shape[1] // r
+        var_g, es_g = [], []
+        for g in range(r):
+            wg = None if sc.weights is None else sc.weights[g * m:(g + 1) * m]
+            rg = account_risk(np.ascontiguousarray(unit.pnl[:, g * m:(g + 1) * m]), hb.indptr,
+                              hb.indices, hb.data, levels, ci=ci, allocate=False, weights=wg)
+            var_g.append(rg["var"])
+            es_g.append(rg["es"])
+        q = float(student_t.ppf(0.5 + 0.5 * ci, r - 1))
+        for name, groups in (("var", var_g), ("es", es_g)):
+            se = np.std(np.stack(groups), axis=0, ddof=1) / np.sqrt(r)
+            res[f"{name}_se"] = se
+            res[f"{name}_lo"] = res[name] - q * se
+            res[f"{name}_hi"] = res[name] + q * se
+    return res
 
 
 def incremental_margin(
@@ -414,10 +451,11 @@ def incremental_margin(
     delta = sp.csr_matrix((q, (np.searchsorted(accounts, ai), ii)), shape=before.shape)
     after = (before + delta).tocsr()
     after.sort_indices()
+    wts = unit.scenarios.weights
     res_b = account_risk(unit.pnl, before.indptr, before.indices, before.data, level,
-                         allocate=False)
+                         allocate=False, weights=wts)
     res_a = account_risk(unit.pnl, after.indptr, after.indices, after.data, level,
-                         allocate=False)
+                         allocate=False, weights=wts)
     b = res_b[measure][0]
     a = res_a[measure][0]
     return pd.DataFrame({"account_id": book.account_ids[accounts], "before": b, "after": a,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from marginlab.simulate import simulate_terminal, standard_normal
+from marginlab.simulate.weighted import check_weights
 
 from ._validate import check_real
 from .book import STABLECOINS
@@ -100,6 +101,18 @@ class ScenarioSet:
         Horizon (margin period of risk) in years.
     labels : tuple of str, optional
         Scenario names (grids); empty for Monte Carlo sets.
+    weights : ndarray, shape (n_scenarios,), optional
+        Likelihood-ratio weights of the scenarios (importance sampling): the density of the
+        model over the density the scenarios were drawn from, up to a constant. ``None``:
+        equally likely scenarios (plain Monte Carlo, QMC, grids). Risk measures then use the
+        weighted estimators of :mod:`marginlab.simulate.weighted`.
+    randomizations : int, default 1
+        Randomised QMC: the scenarios are ``randomizations`` consecutive groups of equal
+        size, each an independent randomisation of the same point set; error bars then come
+        from the spread between the groups (see :func:`marginlab.models.portfolio_risk`).
+    sampling : str
+        How the set was drawn: ``"plain"``, ``"antithetic"``, ``"qmc"``, ``"mixture"``,
+        ``"grid"`` or ``"historical"`` (informative).
     """
 
     underlyings: tuple[str, ...]
@@ -107,6 +120,9 @@ class ScenarioSet:
     vol_shock: np.ndarray
     horizon: float
     labels: tuple[str, ...] = ()
+    weights: np.ndarray | None = None
+    randomizations: int = 1
+    sampling: str = "plain"
 
     def __post_init__(self) -> None:
         und = tuple(str(u).upper() for u in self.underlyings)
@@ -124,6 +140,16 @@ class ScenarioSet:
         if self.labels and len(self.labels) != p.shape[0]:
             raise ValueError(f"labels must name every scenario ({p.shape[0]}), got "
                              f"{len(self.labels)}")
+        if self.weights is not None:
+            wt = check_weights(self.weights, p.shape[0])
+            wt.flags.writeable = False
+            object.__setattr__(self, "weights", wt)
+        r = self.randomizations
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
+            raise ValueError(f"randomizations must be an int >= 1, got {r!r}")
+        if p.shape[0] % int(r):
+            raise ValueError(f"randomizations={r} must divide n_scenarios={p.shape[0]}")
+        object.__setattr__(self, "randomizations", int(r))
         p.flags.writeable = False
         v.flags.writeable = False
         object.__setattr__(self, "underlyings", und)

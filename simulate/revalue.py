@@ -396,6 +396,7 @@ def account_risk(
     *,
     ci: float = 0.95,
     allocate: bool = True,
+    weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-account VaR, ES, error bars and Euler allocations from unit P&L and CSR holdings.
 
@@ -413,6 +414,12 @@ def account_risk(
         Confidence of the intervals.
     allocate : bool
         Also compute the Euler allocation of VaR and ES to every holding.
+    weights : ndarray, shape (n_scenarios,), optional
+        Likelihood-ratio weights of the scenarios (importance sampling): VaR, ES, error bars
+        and allocations are then the weighted estimators of
+        :mod:`marginlab.simulate.weighted` (self-normalised masses, weighted order
+        statistics, Woodruff VaR interval, delta-method ES standard error). ``None`` (plain
+        Monte Carlo) runs the unweighted kernel.
 
     Returns
     -------
@@ -449,9 +456,12 @@ def account_risk(
     a_shape = (lv.size, qty.size) if allocate else (lv.size, 0)
     out["alloc_var"] = np.zeros(a_shape)
     out["alloc_es"] = np.zeros(a_shape)
-    _account_kernel(U, indptr, indices, qty, var_top, lo_top, hi_top, _f64(w), lv, m_keep,
-                    bool(allocate), out["var"], out["es"], out["var_lo"], out["var_hi"],
-                    out["es_se"], out["alloc_var"], out["alloc_es"])
+    if weights is not None:
+        _weighted(U, indptr, indices, qty, lv, ci, allocate, weights, out)
+    else:
+        _account_kernel(U, indptr, indices, qty, var_top, lo_top, hi_top, _f64(w), lv, m_keep,
+                        bool(allocate), out["var"], out["es"], out["var_lo"], out["var_hi"],
+                        out["es_se"], out["alloc_var"], out["alloc_es"])
     z = NormalDist().inv_cdf(0.5 + 0.5 * ci)  # as simulate.risk.var_es
     # var_lo is the larger-index (lower) order statistic: bounds are (var_hi_top, var_lo_top)
     lo, hi = np.minimum(out["var_lo"], out["var_hi"]), np.maximum(out["var_lo"], out["var_hi"])
@@ -462,3 +472,19 @@ def account_risk(
     if not allocate:
         del out["alloc_var"], out["alloc_es"]
     return out
+
+
+def _weighted(U, indptr, indices, qty, lv, ci, allocate, weights, out) -> None:
+    """Fill ``out`` with the weighted estimators (:mod:`marginlab.simulate.weighted`)."""
+    from ._weighted_kernel import _account_kernel_w
+    from .weighted import check_weights, masses
+
+    n = U.shape[1]
+    p, p2 = masses(check_weights(weights, n))
+    beta = _f64(1.0 - lv)
+    z = NormalDist().inv_cdf(0.5 + 0.5 * ci)
+    need = float(min(1.0, beta.max() + z * math.sqrt(p2)))
+    m0 = int(min(n, max(128, 2.0 * need * n + 1)))
+    _account_kernel_w(U, indptr, indices, qty, p, p2, beta, z, need, m0, bool(allocate),
+                      out["var"], out["es"], out["var_lo"], out["var_hi"], out["es_se"],
+                      out["alloc_var"], out["alloc_es"])

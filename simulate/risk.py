@@ -69,6 +69,7 @@ import numpy as np
 
 from ._estimators import _PARTIALS, _es_tail, _fsum
 from ._numba import inline_kernel, kernel, numba, parallel_kernel, prange
+from .weighted import weighted_allocate, weighted_var_es
 
 __all__ = ["VarEs", "allocate", "es", "incremental", "var", "var_es"]
 
@@ -614,10 +615,14 @@ _SHAPES_DOC = """
         Accounts processed per chunk: extra memory O(k x chunk), ``k`` the tail size, or
         O(n_scenarios x chunk) when the input must be converted. The default keeps a chunk's
         scratch near 2**22 cells. Results do not depend on it.
+    weights : array_like, shape (n_scenarios,), optional
+        Likelihood-ratio weights (importance sampling): the weighted estimators of
+        :mod:`marginlab.simulate.weighted` (weighted order statistics, self-normalised).
 """
 
 
-def var(losses: Any, level: Any, *, chunk: int | None = None) -> np.ndarray | np.float64:
+def var(losses: Any, level: Any, *, chunk: int | None = None,
+        weights: Any = None) -> np.ndarray | np.float64:
     """Empirical value-at-risk along the scenario axis: the lower empirical quantile.
 
     .. math::
@@ -642,11 +647,14 @@ def var(losses: Any, level: Any, *, chunk: int | None = None) -> np.ndarray | np
     95.0
     """
     arr, levels, chunk = _prepare(losses, level, chunk)
+    if weights is not None:
+        return _weighted_field(arr, levels, weights, "var")
     v, _ = _measures(arr, levels, chunk, "losses")
     return _shape_out(v, levels, arr.ndim == 1)
 
 
-def es(losses: Any, level: Any, *, chunk: int | None = None) -> np.ndarray | np.float64:
+def es(losses: Any, level: Any, *, chunk: int | None = None,
+       weights: Any = None) -> np.ndarray | np.float64:
     """Empirical expected shortfall (Acerbi-Tasche) along the scenario axis.
 
     With :math:`w = n(1 - \\alpha)`, :math:`j = \\lfloor w \\rfloor`, :math:`\\theta = w - j`
@@ -683,6 +691,8 @@ def es(losses: Any, level: Any, *, chunk: int | None = None) -> np.ndarray | np.
     98.0
     """
     arr, levels, chunk = _prepare(losses, level, chunk)
+    if weights is not None:
+        return _weighted_field(arr, levels, weights, "es")
     _, e = _measures(arr, levels, chunk, "losses")
     return _shape_out(e, levels, arr.ndim == 1)
 
@@ -746,7 +756,8 @@ def _bofinger(level: float, n: int) -> float:
     return n ** (-0.2) * (4.5 * phi**4 / (2.0 * z * z + 1.0) ** 2) ** 0.2
 
 
-def var_es(losses: Any, levels: Any, *, ci: float = 0.95, chunk: int | None = None) -> VarEs:
+def var_es(losses: Any, levels: Any, *, ci: float = 0.95, chunk: int | None = None,
+           weights: Any = None) -> VarEs:
     """VaR and ES (as :func:`var` and :func:`es`) with standard errors and intervals.
 
     All come from one tail selection per account.
@@ -796,6 +807,9 @@ def var_es(losses: Any, levels: Any, *, ci: float = 0.95, chunk: int | None = No
         Confidence of the intervals, in (0, 1).
     chunk : int, optional
         Accounts per chunk (extra memory O(k x chunk)). Results do not depend on it.
+    weights : array_like, shape (n_scenarios,), optional
+        Likelihood-ratio weights: the weighted estimators of
+        :mod:`marginlab.simulate.weighted` (Woodruff VaR interval, delta-method ES error).
 
     Returns
     -------
@@ -814,6 +828,12 @@ def var_es(losses: Any, levels: Any, *, ci: float = 0.95, chunk: int | None = No
 
     arr, lv, chunk = _prepare(losses, levels, chunk)
     ci = _check_unit("ci", ci)
+    if weights is not None:
+        _check_finite_all("losses", arr)
+        r = weighted_var_es(arr, weights, lv.level, ci=ci)
+        one = arr.ndim == 1
+        return VarEs(level=lv.level.copy(), ci=ci, n_scenarios=arr.shape[0],
+                     **{k: _shape_out(v, lv, one) for k, v in r.items()})
     n = lv.n
     a = lv.level
     fl = lv.fl
@@ -870,6 +890,7 @@ def allocate(
     *,
     window: int = 1,
     chunk: int | None = None,
+    weights: Any = None,
 ) -> np.ndarray:
     """Euler allocation of each account's VaR or ES to its positions.
 
@@ -918,6 +939,9 @@ def allocate(
     chunk : int, optional
         Accounts per chunk (extra memory O(n_scenarios x chunk)). Results do not depend
         on it.
+    weights : array_like, shape (n_scenarios,), optional
+        Likelihood-ratio weights: the weighted Euler allocation of
+        :mod:`marginlab.simulate.weighted` (``window`` must then be 1).
 
     Returns
     -------
@@ -967,6 +991,12 @@ def allocate(
         raise ValueError(f"window applies to measure='var' only, got window={window} with "
                          f"measure={measure!r}")  # fmt: skip
 
+    if weights is not None:
+        if window != 1:
+            raise ValueError(f"window must be 1 with weights, got {window}")
+        _check_finite_all("position_losses", arr)
+        out_w = weighted_allocate(arr, ids, weights, lv.level, measure)
+        return out_w[0] if lv.scalar else out_w
     x = _as_kernel_array(arr)
     if x is None:
         x = np.array(arr, dtype=np.float64, order="C")
@@ -1006,6 +1036,17 @@ def allocate(
             else:
                 _contributions(x, pos, starts, a0, ti, t0, t1, den, excess, block, out)
     return out[0] if lv.scalar else out
+
+
+def _weighted_field(arr: np.ndarray, lv: _Levels, weights: Any, field: str):
+    _check_finite_all("losses", arr)
+    r = weighted_var_es(arr, weights, lv.level)
+    return _shape_out(r[field], lv, arr.ndim == 1)
+
+
+def _check_finite_all(name: str, arr: np.ndarray) -> None:
+    if not np.all(np.isfinite(arr)):
+        _check_finite(name, arr)
 
 
 def _check_finite(name: str, arr: np.ndarray) -> None:
