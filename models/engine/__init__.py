@@ -1,0 +1,13 @@
+"""The live margin engine: a book kept hot in memory, what-if margin in microseconds, re-margin
+on every market tick, margin-call and liquidation events, replay through price history and an
+HTTP service.
+
+* :class:`MarginEngine` (:mod:`.engine`): what-if, apply, deposit / withdraw, market updates.
+* :func:`replay` (:mod:`.replay`): drive an engine through a price history.
+* :mod:`.service`: the engine behind a FastAPI app (``marginlab serve``); imported lazily,
+  it needs the ``service`` extra (``pip install marginlab[service]``).
+"""
+
+from .engine import MarginEngine, MarginEvent, MarketUpdate, RemarginPolicy, WhatIf
+
+__all__ = ["MarginEngine", "MarginEvent", "MarketUpdate", "RemarginPolicy", "WhatIf"]
