@@ -12,6 +12,7 @@ from .calibration import fit
 from .compare import compare
 from .history import PriceHistory, read_many, read_prices
 from .liquidation import CascadeResult, LiquidationRules, PriceImpact, simulate_liquidations
+from .liquidation_profile import liquidation_profile
 from .market import GARCH, GBM, Bootstrap, MertonJump
 from .portfolio import (
     PortfolioRisk,
@@ -51,6 +52,7 @@ __all__ = [
     "PriceHistory",
     "compare",
     "simulate_liquidations",
+    "liquidation_profile",
     "LiquidationRules",
     "PriceImpact",
     "CascadeResult",

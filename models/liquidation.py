@@ -538,6 +538,10 @@ class CascadeResult:
         path, the trigger prices.
     no_feedback : CascadeResult or None
         The same paths and book without price impact (``compare_no_feedback=True``).
+    tracked : ndarray of str
+        Accounts whose outcome on every path is in ``raw.accounts`` (the ``track`` argument
+        of :func:`simulate_liquidations`), in that order; see :meth:`account_outcomes` and
+        :func:`~marginlab.models.liquidation_profile`.
     """
 
     account_ids: np.ndarray
@@ -556,6 +560,7 @@ class CascadeResult:
     level_edges: np.ndarray
     initial: pd.DataFrame
     no_feedback: CascadeResult | None = field(default=None, repr=False)
+    tracked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object), repr=False)
 
     # ------------------------------------------------------------------ per path
     def column(self, name: str) -> np.ndarray:
@@ -755,6 +760,26 @@ def _positive_int(name: str, value: Any, lowest: int = 1) -> int:
     return int(value)
 
 
+def _tracked(track: Any, ids: np.ndarray) -> np.ndarray:
+    """The tracked account ids (object array), validated against the simulated ids."""
+    if track is None:
+        return np.zeros(0, dtype=object)
+    if isinstance(track, str):
+        if track != "all":
+            raise ValueError(f"track must be 'all', a sequence of account ids or None, got "
+                             f"{track!r}")
+        return np.asarray(ids, dtype=object)
+    out = np.asarray([str(a) for a in track], dtype=object)
+    known = pd.Index(ids)
+    missing = [a for a in out if a not in known]
+    if missing:
+        raise ValueError(f"track names account(s) {missing[:5]} that are not simulated (not in "
+                         "the book, or without positions)")
+    if len(set(out)) != out.size:
+        raise ValueError("track must not repeat an account id")
+    return out
+
+
 def simulate_liquidations(
     book: Book,
     market: MarketState,
@@ -771,6 +796,8 @@ def simulate_liquidations(
     record: int = 20,
     level_edges: np.ndarray | None = None,
     compare_no_feedback: bool = False,
+    track: str | Any = None,
+    path_assets: Any = None,
 ) -> CascadeResult:
     """Simulate margin calls, liquidations, cascades, bad debt and ADL over a horizon.
 
@@ -810,6 +837,15 @@ def simulate_liquidations(
         Bins of ``log(fill / S_0)`` for liquidation volume by price level.
     compare_no_feedback : bool
         Also run the same paths without impact (``result.no_feedback``).
+    track : "all", sequence of str or None
+        Accounts (ids with positions) whose outcome on every path is kept
+        (``result.tracked``, ``result.raw.accounts``): final equity, bad debt, steps of the
+        first margin call, liquidation, bankruptcy and ADL, mark at the liquidation. Memory
+        ``n_paths x n_tracked x 56`` bytes. Default: none.
+    path_assets : sequence of str, optional
+        Names of the columns of ``paths`` (e.g. shared paths of every asset of a run); the
+        columns the book needs are taken from them by name. Default: ``paths`` has exactly
+        the columns ``result.assets``.
 
     Returns
     -------
@@ -863,6 +899,16 @@ def simulate_liquidations(
                                n_paths=n_paths, seed=seed)
     else:
         paths = np.asarray(paths, dtype=np.float64)
+        if path_assets is not None:
+            names = [str(a).upper() for a in path_assets]
+            if paths.ndim != 3 or paths.shape[2] != len(names):
+                raise ValueError(f"paths must have shape (n_paths, n_steps + 1, "
+                                 f"{len(names)}) for path_assets {names}, got {paths.shape}")
+            lacking = [a for a in conv.assets if a not in names]
+            if lacking:
+                raise ValueError(f"path_assets {names} lack the price column(s) {lacking} the "
+                                 "book needs")
+            paths = np.ascontiguousarray(paths[:, :, [names.index(a) for a in conv.assets]])
         if paths.ndim != 3 or paths.shape[2] != n_a:
             raise ValueError(f"paths must have shape (n_paths, n_steps + 1, {n_a}) for the "
                              f"price columns {list(conv.assets)}, got {paths.shape}")
@@ -905,9 +951,16 @@ def simulate_liquidations(
         perm = K.trigger_order(accounts, conv.tables, rules.liquidation_fraction)
         accounts = _to_cross(accounts, n_a, perm)
 
+    tracked = _tracked(track, ids)
+    idx = pd.Index(ids).get_indexer(tracked).astype(np.int64)
+    if perm is not None:  # general-path numbering
+        inv_perm = np.empty_like(perm)
+        inv_perm[perm] = np.arange(perm.size)
+        idx = inv_perm[idx]
+
     def run(imp: K.ImpactParams) -> K.CascadeArrays:
         raw = K.simulate_cascade(paths, accounts, conv.tables, imp, krules,
-                                 level_edges=edges, record=record, seed=seed)
+                                 level_edges=edges, record=record, seed=seed, track=idx)
         if perm is not None:
             counts = np.empty_like(raw.counts)
             counts[:, perm] = raw.counts
@@ -922,7 +975,7 @@ def simulate_liquidations(
             n_steps=n_steps, n_paths=n_paths, method=conv.method, rules=rules, raw=raw,
             exo_min_log=logs.min(axis=1), exo_max_log=logs.max(axis=1),
             exogenous=paths[:record].copy(), level_edges=np.asarray(edges, float),
-            initial=initial, no_feedback=nf)
+            initial=initial, no_feedback=nf, tracked=tracked)
 
     nf = None
     if compare_no_feedback:

@@ -17,7 +17,7 @@ def test_promised_names_exist():
         assert callable(getattr(simulate, name)), name
     for name in ("GBM", "MertonJump", "GARCH", "Bootstrap", "Book", "make_book", "compare",
                  "MarketState", "monte_carlo_scenarios", "portfolio_risk", "fit",
-                 "read_prices"):
+                 "read_prices", "liquidation_profile"):
         assert hasattr(models, name), name
     assert callable(models.Book.from_frames) and callable(models.Book.from_files)
     from marginlab.models import backtest, margin
