@@ -75,13 +75,20 @@ def _remark(indptr, rows, a, b, c, alloc, x_ref, m_ref, value, spot, scale, mb_o
                       x_ref, m_ref, value, spot, scale, mb_out, m_out)
 
 
+_SERIAL_HOLDINGS = 2_000_000  # below this a serial pass beats waking the thread pool
+
+
 def remark(indptr, rows, a, b, c, alloc, x_ref, m_ref, value, spot, scale, mb_out, m_out):
     """Re-mark every account: margin balance into ``mb_out`` and the first-order risk
     measure into ``m_out`` (both shape ``(n_accounts,)``, USD). Per holding ``p``: ``a, b, c``
     the mark coefficients, ``alloc`` the Euler allocation of the measure and ``x_ref`` the row
     scale when it was computed; per account ``m_ref`` the measure then; per row ``value``,
     ``spot``, ``scale`` now. A holding whose scale has not moved adds exactly nothing."""
-    _remark(indptr, rows, a, b, c, alloc, x_ref, m_ref, value, spot, scale, mb_out, m_out)
+    if rows.shape[0] < _SERIAL_HOLDINGS:
+        _remark_block(0, indptr.shape[0] - 1, indptr, rows, a, b, c, alloc, x_ref, m_ref, value,
+                      spot, scale, mb_out, m_out)
+    else:
+        _remark(indptr, rows, a, b, c, alloc, x_ref, m_ref, value, spot, scale, mb_out, m_out)
 
 
 def _risk_parameters() -> tuple[str, ...]:

@@ -96,3 +96,13 @@ def test_refuses_quick_results_in_the_real_document():
 def test_rejects_an_unknown_name():
     proc = _bench("--quick", "--only", "no_such_benchmark", timeout=60.0)
     assert proc.returncode != 0 and "unknown name" in proc.stderr
+
+
+def test_engine_benchmark_reports(quick_run):
+    """The live-engine subject reports its what-if latency, full re-margin and re-mark rows."""
+    results, _, _ = quick_run
+    rows = results["subjects"]["engine"]["rows"]
+    names = {row["name"].split(" ")[0] for row in rows}
+    assert {"what_if.median", "what_if.p99", "remargin.full", "remark.tick"} <= names
+    for row in rows:
+        assert math.isfinite(row["ratio"]) and row["ratio"] > 0.0, row["name"]

@@ -53,10 +53,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 from scipy.stats import norm
 
 from marginlab.simulate._engine_kernels import account_pnl_into, remark, what_if_risk
-from marginlab.simulate.pricing import black_scholes_price
 from marginlab.simulate.revalue import account_risk, level_indices
 
 from .._validate import check_real
@@ -206,6 +206,23 @@ def _coefficients(types: np.ndarray, mult: np.ndarray, face: np.ndarray, q: np.n
     return a, b, c
 
 
+def _bs_value(s: np.ndarray, k: np.ndarray, t: np.ndarray, sigma: np.ndarray, r: float,
+              is_call: np.ndarray) -> np.ndarray:
+    """Black-Scholes value (USD per unit, zero yield) of a few hundred options per tick, in
+    numpy (the parallel pricing kernel's thread wake-up costs more than the work); the same
+    formula as ``black_scholes_price`` (intrinsic value at zero time or vol)."""
+    live = (t > 0) & (sigma > 0)
+    sq = sigma * np.sqrt(np.where(live, t, 1.0))
+    sq = np.where(live, sq, 1.0)
+    d1 = (np.log(s / k) + (r + 0.5 * sigma * sigma) * t) / sq
+    d2 = d1 - sq
+    df = np.exp(-r * t)
+    call = s * ndtr(d1) - k * df * ndtr(d2)
+    put = k * df * ndtr(-d2) - s * ndtr(-d1)
+    intrinsic = np.where(is_call, np.maximum(s - k * df, 0.0), np.maximum(k * df - s, 0.0))
+    return np.where(live, np.where(is_call, call, put), intrinsic)
+
+
 def _time_seconds(t: Any) -> float | None:
     if t is None:
         return None
@@ -313,6 +330,9 @@ class MarginEngine:
         self._face = np.nan_to_num(inst["face_value"].to_numpy(float), nan=0.0)
         self._is_opt = np.isin(self._types, OPTION_TYPES)
         self._is_inv = np.isin(self._types, INVERSE_TYPES)
+        self._strike = np.nan_to_num(inst["strike"].to_numpy(float), nan=1.0)
+        self._expiry = np.nan_to_num(inst["expiry"].to_numpy(float), nan=0.0)
+        self._is_call = inst["option_type"].to_numpy(str) == "call"
         extra = {str(a).upper() for a in assets}
         self._assets = tuple(book.assets) + tuple(sorted(extra - set(book.assets)))
         self._asset_index = {a: k for k, a in enumerate(self._assets)}
@@ -320,8 +340,12 @@ class MarginEngine:
         self._n_rows = self._n_inst + len(self._assets)
         coll = pd.DataFrame({"account_id": "_", "asset": list(self._assets),
                              "amount": 0.0, "haircut": 0.0})
-        self._skeleton = Book.from_frames(inst, pd.DataFrame(
-            {"account_id": [], "instrument_id": [], "quantity": [], "entry_price": []}), coll)
+        # A book with the instruments and assets and no positions: what ``revalue`` needs
+        # (built from already normalised tables, so an empty position table is accepted).
+        self._skeleton = Book(inst, pd.DataFrame({
+            "account_id": pd.Series([], dtype=object), "instrument_id": pd.Series([], dtype=object),
+            "quantity": pd.Series([], dtype=float), "entry_price": pd.Series([], dtype=float)}),
+            coll)
 
         # ---- accounts and holdings (CSR over rows, as holdings_matrix)
         self._account_ids: list[str] = [str(a) for a in book.account_ids]
@@ -396,7 +420,8 @@ class MarginEngine:
 
     @property
     def book(self) -> Book:
-        """The current book (positions as traded, collateral as deposited), rebuilt."""
+        """The current book, rebuilt: the build-time positions plus one row per applied trade
+        (the holdings net them), collateral as deposited."""
         with self._lock:
             pos = pd.concat(self._pos_log, ignore_index=True)
             keys = sorted(self._coll_amount)
@@ -404,7 +429,9 @@ class MarginEngine:
                                 "asset": [k[1] for k in keys],
                                 "amount": [self._coll_amount[k] for k in keys],
                                 "haircut": [self._haircut.get(k, 0.0) for k in keys]})
-            return Book.from_frames(self._instruments, pos, col)
+            # The Book constructor takes normalised tables as they are: one row per trade
+            # (holdings net them), as the engine received them.
+            return Book(self._instruments, pos, col)
 
     def __repr__(self) -> str:
         return (f"MarginEngine({len(self._account_ids)} accounts, {self._rows.size} holdings, "
@@ -428,11 +455,8 @@ class MarginEngine:
             ok = np.isfinite(vol)
             sel = np.flatnonzero(opt)[ok]
             if sel.size:
-                inst = self._instruments
-                value[sel] = black_scholes_price(
-                    spot[sel], inst["strike"].to_numpy(float)[sel],
-                    inst["expiry"].to_numpy(float)[sel], vol[ok], market.rate, 0.0,
-                    is_call=inst["option_type"].to_numpy(str)[sel] == "call")
+                value[sel] = _bs_value(spot[sel], self._strike[sel], self._expiry[sel],
+                                       vol[ok], market.rate, self._is_call[sel])
             value[np.flatnonzero(opt)[~ok]] = np.nan
         scale = spot.copy()
         scale[:n_i][self._is_inv] = 1.0
@@ -451,6 +475,9 @@ class MarginEngine:
 
     def _revalue(self, market: MarketState) -> None:
         scen = self._scenario_set(market)
+        if getattr(scen, "weights", None) is not None or getattr(scen, "randomizations", 1) != 1:
+            raise ValueError("weighted or randomised-QMC scenario sets are not supported by the "
+                             "engine yet (its what-if and re-mark kernels are unweighted)")
         covered = np.isin(self._und, scen.underlyings)
         valued = covered & (~self._is_opt | np.isin(self._und, list(market.vol)))
         held = np.zeros(self._n_inst, bool)
@@ -916,6 +943,31 @@ class MarginEngine:
             self._coll_amount[key] = held + sign * amount
             self._haircut[key] = h
             return self._reprice([i])
+
+    def close_out(self, account: Any) -> tuple[float, tuple[MarginEvent, ...]]:
+        """Close every position of ``account`` at the current marks (a liquidation without
+        slippage): the unrealised P&L is realised into the account's balance, its collateral
+        stays. Returns the margin balance after (USD; negative: bad debt) and the events."""
+        with self._lock:
+            i = self._account(account)
+            lo, hi = self._indptr[i], self._indptr[i + 1]
+            rows = self._rows[lo:hi]
+            q = self._qty[lo:hi]
+            keep = (rows < self._n_inst) & (q != 0)
+            events: tuple[MarginEvent, ...] = ()
+            if keep.any():
+                events = self.apply(pd.DataFrame({
+                    "account_id": self._account_ids[i],
+                    "instrument_id": self._inst_ids[rows[keep]], "quantity": -q[keep]}))
+            return float(self._mb[i]), events
+
+    def totals(self) -> dict[str, float]:
+        """Book totals (USD) and the number of accounts in margin call and in liquidation."""
+        with self._lock:
+            return {"im": float(self._im.sum()), "mm": float(self._mm.sum()),
+                    "margin_balance": float(self._mb.sum()),
+                    "n_margin_call": int(np.count_nonzero(self._status == CALL)),
+                    "n_liquidation": int(np.count_nonzero(self._status == LIQUIDATION))}
 
     # ------------------------------------------------------------------ market
     def remargin(self) -> tuple[MarginEvent, ...]:

@@ -1,0 +1,195 @@
+"""The live margin engine (``marginlab.models.engine.MarginEngine``): what-if latency, full
+re-margin against the batch ``portfolio_risk``, and the per-tick linear re-mark.
+
+* ``what_if``: one account of 50 holdings, Monte Carlo ES 99 % at 10,000 scenarios, a
+  one-instrument trade, in process. The distribution (median, p90, p99, max) of single calls
+  with the account's P&L vector cached (the steady state of a hot account) and cold (the cache
+  emptied before each call, so the account's vector is rebuilt from its 50 rows). Baseline:
+  ``incremental_margin`` on the same account and trade with the unit P&L precomputed (the
+  batch answer to the same question), timed in the same process.
+* ``remargin``: full re-margin of a 100,000-account book (``make_book``, ~5 positions, options
+  included) at 10,000 scenarios (new scenarios at the market, revaluation, every account's
+  VaR / ES / allocation, margin balance) against the batch ``portfolio_risk`` on the same
+  book with the scenarios drawn in the timed call too; interleaved, best of 2.
+* ``remark``: ``update_market`` with a linear re-mark of all 100,000 accounts (options
+  re-priced, margin balance and first-order IM of every account, status and events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._harness import Benchmark, Context, Row, Target, best_of_each, new_context
+
+SUBJECT = "engine"
+TITLE = "Live margin engine"
+
+SEED = 20240601
+HOLDINGS = 50
+
+
+@dataclass(frozen=True)
+class Sizes:
+    accounts: int
+    scenarios: int
+    samples: int  # what-if calls timed (hot); cold: samples // 5
+    repeat: int
+    ticks: int
+
+
+FULL = Sizes(accounts=100_000, scenarios=10_000, samples=5_000, repeat=2, ticks=20)
+QUICK = Sizes(accounts=2_000, scenarios=1_000, samples=200, repeat=1, ticks=3)
+
+
+def make_context(quick: bool) -> Context:
+    return new_context(QUICK if quick else FULL)
+
+
+def _setup(ctx: Context):
+    def make():
+        from marginlab.models import GBM, MarketState, default_market, make_book
+        from marginlab.models.engine import MarginEngine
+        from marginlab.models.margin import MonteCarloMargin
+
+        s = ctx.sizes
+        book = make_book(s.accounts, seed=SEED)
+        snap = default_market()
+        market = MarketState(spot=snap["spot"], vol=snap["vol"])
+        und = tuple(book.underlyings)
+        corr = np.array([[1.0, 0.8, 0.7], [0.8, 1.0, 0.75], [0.7, 0.75, 1.0]])[:len(und),
+                                                                               :len(und)]
+        mc = MonteCarloMargin(GBM(0.0, [snap["vol"][u] for u in und], corr=corr), und,
+                              n_scenarios=s.scenarios, seed=SEED, vol_of_vol=1.5)
+        eng = MarginEngine(book, market, mc)
+        # The what-if account: 50 holdings (distinct instruments, mixed signs).
+        inst = book.instruments
+        ids = inst.loc[inst["type"] != "inverse_option", "instrument_id"].to_numpy(str)
+        rng = np.random.default_rng(SEED)
+        pick = rng.choice(ids, size=min(HOLDINGS, ids.size), replace=False)
+        eng.apply(pd.DataFrame({"account_id": "whatif-50", "instrument_id": pick,
+                                "quantity": rng.choice([-2.0, -1.0, 1.0, 3.0], pick.size)}))
+        eng.deposit("whatif-50", "USDT", 1e6)
+        trade = str(ids[~np.isin(ids, pick)][0])
+        return book, market, mc, eng, trade, int(pick.size)
+
+    return ctx.memo("setup", make)
+
+
+def _pct(ts: np.ndarray) -> dict[str, float]:
+    us = ts * 1e6
+    return {"median": float(np.median(us)), "p90": float(np.percentile(us, 90)),
+            "p99": float(np.percentile(us, 99)), "max": float(us.max()),
+            "mean": float(us.mean())}
+
+
+def bench_what_if(ctx: Context) -> list[Row]:
+    import time
+
+    from marginlab.models import incremental_margin
+
+    book, market, mc, eng, trade, n_hold = _setup(ctx)
+    s = ctx.sizes
+    acc = "whatif-50"
+    trades = [(trade, 1.0)]
+    eng.what_if(acc, trades)  # compile / fill the cache
+    hot = np.empty(s.samples)
+    for k in range(s.samples):
+        t0 = time.perf_counter()
+        eng.what_if(acc, trades)
+        hot[k] = time.perf_counter() - t0
+    cold = np.empty(max(s.samples // 5, 10))
+    for k in range(cold.size):
+        eng._cache.clear()
+        t0 = time.perf_counter()
+        eng.what_if(acc, trades)
+        cold[k] = time.perf_counter() - t0
+    # Batch baseline: incremental_margin on the engine's book and unit P&L.
+    from marginlab.models.portfolio import UnitPnL
+
+    cur = eng.book
+    unit = UnitPnL(eng.unit_pnl, tuple(cur.instruments["instrument_id"]) + tuple(cur.assets),
+                   cur.n_instruments, eng.scenarios)
+    frame = pd.DataFrame({"account_id": [acc], "instrument_id": [trade], "quantity": [1.0]})
+    sub = cur.subset(np.flatnonzero(cur.account_ids == acc))
+    base = np.empty(max(s.samples // 50, 5))
+    for k in range(base.size):
+        t0 = time.perf_counter()
+        incremental_margin(sub, market, unit, frame)
+        base[k] = time.perf_counter() - t0
+    h, c, b = _pct(hot), _pct(cold), _pct(base)
+    ctx.notes.append(
+        f"what_if ({n_hold} holdings, {s.scenarios:,} scenarios, MC ES 99 %, 1 trade), "
+        f"{hot.size:,} hot calls (us): median {h['median']:.1f}, p90 {h['p90']:.1f}, "
+        f"p99 {h['p99']:.1f}, max {h['max']:.0f}, mean {h['mean']:.1f}; {cold.size} cold calls "
+        f"(cache emptied): median {c['median']:.1f}, p99 {c['p99']:.1f}; batch "
+        f"incremental_margin on the one-account book with U precomputed: median "
+        f"{b['median']:.0f} us.")
+    return [
+        Row("what_if.median (hot)", h["median"], "us", b["median"],
+            "incremental_margin, U given", h["median"] / b["median"], Target("<", 100.0, "value"),
+            note=f"{n_hold} holdings, {s.scenarios:,} scenarios"),
+        Row("what_if.p99 (hot)", h["p99"], "us", b["median"], "incremental_margin, U given",
+            h["p99"] / b["median"], Target("<", 1000.0, "value")),
+        Row("what_if.median (cold)", c["median"], "us", b["median"],
+            "incremental_margin, U given", c["median"] / b["median"]),
+    ]  # fmt: skip
+
+
+def bench_remargin(ctx: Context) -> list[Row]:
+    from marginlab.models import portfolio_risk
+
+    book, market, mc, eng, _, _ = _setup(ctx)
+    s = ctx.sizes
+    # The engine's book has the what-if account added; the batch gets the same book.
+    cur = eng.book
+    best = best_of_each({
+        "engine": eng.remargin,
+        "batch": lambda: portfolio_risk(cur, market, mc.scenarios(market), levels=(0.99,)),
+    }, repeat=s.repeat)  # fmt: skip
+    n = cur.n_accounts
+    return [Row(f"remargin.full ({n:,} accounts)", best["engine"], "s", best["batch"],
+                "portfolio_risk (scenarios drawn in the call)", best["engine"] / best["batch"],
+                Target("<", 1.0), note=f"{s.scenarios:,} scenarios")]
+
+
+def bench_remark(ctx: Context) -> list[Row]:
+    import time
+
+    book, market, mc, eng, _, _ = _setup(ctx)
+    s = ctx.sizes
+    rng = np.random.default_rng(SEED)
+    ts = []
+    base = dict(market.spot)
+    for _ in range(s.ticks):
+        px = {u: base[u] * float(np.exp(0.002 * rng.standard_normal())) for u in base}
+        t0 = time.perf_counter()
+        upd = eng.update_market(px, full=False)
+        ts.append(time.perf_counter() - t0)
+        assert not upd.full
+    ts = np.array(ts) * 1e3
+    # The raw kernel alone (no market object, marks, status or events).
+    from marginlab.simulate._engine_kernels import remark
+
+    mb = np.empty(len(eng.account_ids))
+    m = np.empty_like(mb)
+    k = best_of_each({"kernel": lambda: remark(eng._indptr, eng._rows, eng._a, eng._b, eng._c,
+                                                eng._alloc, eng._x_ref, eng._m_ref,
+                                                eng._value, eng._spot, eng._scale, mb, m)},
+                     repeat=5)["kernel"] * 1e3
+    n = len(eng.account_ids)
+    ctx.notes.append(f"update_market (linear re-mark of {n:,} accounts, {eng._rows.size:,} "
+                     f"holdings) over {s.ticks} ticks (ms): median {np.median(ts):.2f}, max "
+                     f"{ts.max():.2f}; the re-mark kernel alone: {k:.2f} ms.")
+    return [Row(f"remark.tick ({n:,} accounts)", float(np.median(ts)), "ms", 50.0,
+                "50 ms budget", float(np.median(ts)) / 50.0, Target("<", 1.0),
+                note="median of ticks")]
+
+
+BENCHMARKS = [
+    Benchmark("what_if", bench_what_if, "what-if latency distribution, 50 holdings, 10k scen"),
+    Benchmark("remargin", bench_remargin, "full re-margin vs batch portfolio_risk, 100k accts"),
+    Benchmark("remark", bench_remark, "per-tick linear re-mark of every account"),
+]
