@@ -9,5 +9,16 @@ HTTP service.
 """
 
 from .engine import MarginEngine, MarginEvent, MarketUpdate, RemarginPolicy, WhatIf
+from .replay import ReplayResult, add_replay_parser, replay, synthetic_history
 
-__all__ = ["MarginEngine", "MarginEvent", "MarketUpdate", "RemarginPolicy", "WhatIf"]
+__all__ = [
+    "MarginEngine",
+    "MarginEvent",
+    "MarketUpdate",
+    "RemarginPolicy",
+    "WhatIf",
+    "ReplayResult",
+    "replay",
+    "synthetic_history",
+    "add_replay_parser",
+]
