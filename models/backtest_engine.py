@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -10,7 +11,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,10 @@ from .history import PriceHistory, read_prices
 from .liquidation import var_es as _var_es
 from .margin.brackets import binance_btcusdt_2021
 from .market import GARCH, GBM, MertonJump
+from .move_cap import cap_paths
 from .procyclicality import apc_buffer, apc_floor, apc_stressed_weight, procyclicality
 
 _DAYS_PER_YEAR = 365.0
-_DAY = 1.0 / _DAYS_PER_YEAR
 _APC_FLOOR_YEARS = 10
 
 
@@ -93,18 +94,25 @@ def _as_assets(prices: Any, column: str = "close") -> list[PriceHistory]:
     if len(set(names)) != len(names):
         raise ValueError(f"asset names must be distinct, got {names}; pass a mapping "
                          "{name: prices}")
+    steps = []
     for h in hists:
-        days = h.step * _DAYS_PER_YEAR
-        if abs(days - 1.0) > 0.01:
-            raise ValueError(f"prices {h.names[0]!r}: daily closes are required, got a median "
-                             f"spacing of {days:.4g} days")
+        hours = h.step * _DAYS_PER_YEAR * 24.0
+        whole = round(hours)
+        if whole < 1 or abs(hours - whole) > 0.01 * whole or 24 % whole:
+            raise ValueError(f"prices {h.names[0]!r}: closes every day or every whole number "
+                             f"of hours dividing 24 (1 h, 8 h, 1 d) are required, got a "
+                             f"median spacing of {hours:.4g} hours")
+        steps.append(int(whole))
         gaps = h.gaps()
         if gaps:
             g = gaps[0]
-            raise ValueError(f"prices {h.names[0]!r}: {len(gaps)} gap(s) in the daily "
-                             f"series, the first after {g.start} ({g.missing} missing "
-                             "day(s)); the rolling backtest needs one close per day (prices "
-                             "are never filled here)")
+            raise ValueError(f"prices {h.names[0]!r}: {len(gaps)} gap(s) in the series, the "
+                             f"first after {g.start} ({g.missing} missing step(s)); the "
+                             "rolling backtest needs one close per step (prices are never "
+                             "filled here)")
+    if len(set(steps)) > 1:
+        spacing = dict(zip(names, steps, strict=True))
+        raise ValueError(f"all assets must have the same spacing, got {spacing} hours")
     return hists
 
 
@@ -243,15 +251,15 @@ class _Garch:
 
 
 class _Ewma:
-    def __init__(self, v: float, lam: float):
-        self.v, self.lam = v, lam
+    def __init__(self, v: float, lam: float, step: float):
+        self.v, self.lam, self.step = v, lam, step
         self.spec = GBM(0.0, 0.1).to_spec()
 
     def update(self, r: float) -> None:
         self.v = self.lam * self.v + (1.0 - self.lam) * r * r
 
     def current(self) -> Any:
-        return self.spec._replace(sigma=np.array([math.sqrt(self.v * _DAYS_PER_YEAR)]))
+        return self.spec._replace(sigma=np.array([math.sqrt(self.v / self.step)]))
 
 
 def _state_of(model: Any, name: str, zero_drift: bool) -> Any:
@@ -282,6 +290,10 @@ class _Run:
     n_refits: int = 0
     n_warnings: int = 0
     n_failures: int = 0
+    n_flagged: int = 0
+    n_fallback: int = 0
+    flag_counts: dict = field(default_factory=dict)
+    n_capped: int = 0
     fit_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -303,6 +315,21 @@ class _Cfg:
     apc_buffer: float
     apc_rebuild_days: float
     apc_stressed_weight: float
+    step_hours: int = 24
+    move_cap: Any = "history"
+    move_cap_multiple: float = 1.5
+
+    @property
+    def step_days(self) -> float:
+        return self.step_hours / 24.0
+
+    @property
+    def step_years(self) -> float:
+        return self.step_days / _DAYS_PER_YEAR
+
+    @property
+    def horizon_days(self) -> float:
+        return self.horizon * self.step_days
 
 
 class _AssetData:
@@ -321,7 +348,7 @@ class _AssetData:
         ret[1:] = np.diff(np.log(p))
         self.ret = ret
         self.v = _ewma_var(np.where(np.isfinite(ret), ret, 0.0), cfg.iv_lambda)
-        proxy = cfg.iv_multiplier * np.sqrt(_DAYS_PER_YEAR * self.v)
+        proxy = cfg.iv_multiplier * np.sqrt(self.v / cfg.step_years)
         ext = _implied_vol_for(self.name, self.dates, implied_vol)
         self.iv = proxy if ext is None else np.where(np.isfinite(ext), ext, proxy)
         self.iv_source = "ewma proxy" if ext is None else "external where available"
@@ -329,7 +356,7 @@ class _AssetData:
         last = n - 1 - h
         if last < t0:
             raise ValueError(f"prices {self.name!r}: {n} closes are too few for a look-back "
-                             f"of {t0} days plus a {h}-day horizon (need >= {t0 + h + 1})")
+                             f"of {t0} steps plus a {h}-step horizon (need >= {t0 + h + 1})")
         self.t = np.arange(t0, last + 1)
         self.n_oos = n - 1 - t0
         self.test = np.arange(0, self.t.size, h)
@@ -337,6 +364,18 @@ class _AssetData:
         win = np.lib.stride_tricks.sliding_window_view(ret[1:], h)  # row m: ret[m+1..m+h]
         self.windows = win
         self.real_paths = win[self.t]                                # ret[t+1..t+h]
+        # the move cap on each margin date: a multiple of the largest |h-step move| seen in
+        # the history up to that date (an expanding window; see models.move_cap)
+        if cfg.move_cap == "history":
+            csum = np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(ret), ret, 0.0)[1:])])
+            moves = np.abs(csum[h:] - csum[:-h])           # moves[m]: ret[m+1..m+h]
+            run_max = np.maximum.accumulate(moves)
+            # at date t the last complete move ends at t: index t - h
+            self.cap = cfg.move_cap_multiple * run_max[np.maximum(self.t - h, 0)]
+        elif cfg.move_cap is None:
+            self.cap = None
+        else:
+            self.cap = np.full(self.t.size, float(cfg.move_cap))
 
     def window(self, t: int, lookback: int) -> np.ndarray:
         lo = max(1, t - lookback + 1)
@@ -349,18 +388,24 @@ class _AssetData:
 
 
 def _path_losses(positions: Sequence[Position], s0: Any, iv0: Any, v0: Any, x: np.ndarray,
-                 lam: float, h: int) -> list[np.ndarray]:
-    """Losses of each position on the daily-return paths ``x`` (..., h) from ``s0``."""
+                 lam: float, h: int, step_days: float = 1.0) -> list[np.ndarray]:
+    """Losses of each position on the per-step return paths ``x`` (..., h) from ``s0``."""
     gross, vratio = _scenario_moves(x, v0, lam)
     s0 = np.asarray(s0, dtype=np.float64)
     iv0 = np.asarray(iv0, dtype=np.float64)
     s_h = s0 * gross
     iv_h = iv0 * np.sqrt(vratio)
-    return [p.losses(s0, iv0, s_h, iv_h, h) for p in positions]
+    return [p.losses(s0, iv0, s_h, iv_h, h * step_days) for p in positions]
 
 
 def _seed_for(cfg: _Cfg, asset: int, t: int, *extra: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([cfg.seed, asset, t, *extra])
+
+
+def _name_key(name: str) -> int:
+    """A stable 64-bit integer of a method's name (its Z2 stream does not depend on which
+    other methods run, nor on their order)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
 
 
 def _run_scenario_method(method: BacktestMethod, midx: int, ad: _AssetData,
@@ -389,7 +434,8 @@ def _run_scenario_method(method: BacktestMethod, midx: int, ad: _AssetData,
                 if state is None:
                     lam = float(method.params.get("lam", 0.94))
                     state = _Ewma(float(_ewma_var(np.where(np.isfinite(ad.ret[:t + 1]),
-                                                           ad.ret[:t + 1], 0.0), lam)[-1]), lam)
+                                                           ad.ret[:t + 1], 0.0), lam)[-1]), lam,
+                                  cfg.step_years)
                 else:
                     state.update(float(ad.ret[t]))
             elif state is None or i - last_fit >= refit_every:
@@ -398,9 +444,10 @@ def _run_scenario_method(method: BacktestMethod, midx: int, ad: _AssetData,
                 try:
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
-                        model = method.fit(window, _DAY)
+                        model = method.fit(window, cfg.step_years)
                     new_state = _state_of(model, method.name, cfg.zero_drift)
                     out.n_warnings += len(caught)
+                    _count_flags(out, model)
                     state = new_state
                     out.n_refits += 1
                 except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
@@ -414,17 +461,21 @@ def _run_scenario_method(method: BacktestMethod, midx: int, ad: _AssetData,
                 last_fit = i
             else:
                 state.update(float(ad.ret[t]))
-            paths = simulate_paths(state.current(), 1.0, n_steps=h, dt=_DAY,
+            paths = simulate_paths(state.current(), 1.0, n_steps=h, dt=cfg.step_years,
                                    n_paths=cfg.n_scenarios, seed=_seed_for(cfg, ad.index, int(t)))
             x = np.diff(np.log(paths[:, :, 0]), axis=1)
+            if ad.cap is not None:
+                cap = float(ad.cap[i])
+                out.n_capped += int(np.count_nonzero(np.abs(x.sum(axis=1)) > cap))
+                x = cap_paths(x, cap)
         all_losses = _path_losses(positions, ad.prices[t], ad.iv[t], ad.v[t], x,
-                                  cfg.iv_lambda, h)
+                                  cfg.iv_lambda, h, cfg.step_days)
         for p, loss in zip(positions, all_losses, strict=True):
             va, e = _var_es(loss, level)
             out.var[p.name][i] = va
             out.es[p.name][i] = e
             if do_z2 and is_test[i]:
-                ss = _seed_for(cfg, ad.index, int(t), midx, 1)
+                ss = _seed_for(cfg, ad.index, int(t), _name_key(method.name), 1)
                 sims[p.name].append(resample_scenarios(loss[:, None], cfg.n_z2_sims,
                                                        seed=ss)[:, 0].astype(np.float32))
     for p in positions:
@@ -433,6 +484,19 @@ def _run_scenario_method(method: BacktestMethod, midx: int, ad: _AssetData,
         out.sims[p.name] = np.column_stack(sims[p.name]) if do_z2 and sims[p.name] else None
     out.seconds = time.perf_counter() - tic
     return out
+
+
+def _count_flags(out: _Run, fitted: Any) -> None:
+    """Count a fit's degenerate-fit flags and fallbacks (GARCH-family fit results)."""
+    flags = getattr(fitted, "flags", None)
+    if not flags:
+        return
+    if any(flags):
+        out.n_flagged += 1
+    if any(getattr(fitted, "fallback", ())):
+        out.n_fallback += 1
+    for f in {x for fl in flags for x in fl}:
+        out.flag_counts[f] = out.flag_counts.get(f, 0) + 1
 
 
 def _run_exchange(method: BacktestMethod, ad: _AssetData, positions: list[Position],
@@ -466,7 +530,7 @@ def _run_grid(method: BacktestMethod, ad: _AssetData, positions: list[Position],
     iv_h = iv0 * (1.0 + shocks)[None, None, :]
     out = _Run({}, {}, {}, {})
     for p in positions:
-        loss = p.losses(s0, iv0, s_h, iv_h, cfg.horizon)
+        loss = p.losses(s0, iv0, s_h, iv_h, cfg.horizon_days)
         m = np.maximum(loss.reshape(loss.shape[0], -1).max(axis=1), 0.0)
         out.margin[p.name] = m
         out.var[p.name] = m.copy()
@@ -481,7 +545,7 @@ def _hs_rates(ad: _AssetData, positions: list[Position], cfg: _Cfg
     """Historical-simulation margin rates for the APC tools: the rolling look-back rate and
     the expanding (<= 10 years) floor rate, per position; and the floor's look-back (days)."""
     h = cfg.horizon
-    max_lb = int(_APC_FLOOR_YEARS * _DAYS_PER_YEAR)
+    max_lb = int(round(_APC_FLOOR_YEARS * _DAYS_PER_YEAR / cfg.step_days))
     roll = {p.name: np.empty(ad.t.size) for p in positions}
     flo = {p.name: np.empty(ad.t.size) for p in positions}
     lb_used = np.empty(ad.t.size, dtype=np.int64)
@@ -491,7 +555,7 @@ def _hs_rates(ad: _AssetData, positions: list[Position], cfg: _Cfg
         x_all = ad.hs_paths(t, max_lb, h)
         lb_used[i] = min(t, max_lb)
         n_roll = max(min(t, cfg.lookback) - h + 1, 1)
-        all_losses = _path_losses(positions, s0, iv0, v0, x_all, cfg.iv_lambda, h)
+        all_losses = _path_losses(positions, s0, iv0, v0, x_all, cfg.iv_lambda, h, cfg.step_days)
         for p, loss in zip(positions, all_losses, strict=True):
             lr = loss[-n_roll:]
             k = 0 if cfg.measure == "var" else 1
@@ -555,6 +619,8 @@ def _statistics(ad: _AssetData, method: BacktestMethod, run: _Run, positions: li
             "max_increase_5d": pc.max_increase_5d, "max_increase_30d": pc.max_increase_30d,
             "avg_margin_over_notional": pc.mean_rate,
             "exceptions_all_days": int(np.count_nonzero(loss > var)),
+            "n_refits": run.n_refits, "n_flagged_fits": run.n_flagged,
+            "n_fallback_fits": run.n_fallback,
         })
         stressed = np.maximum.accumulate(np.maximum(hs_roll[p.name], rate))
         tools = {
@@ -597,6 +663,9 @@ def _method_task(payload: tuple) -> tuple:
                                          hs_floor)
     run_row = {"asset": ad.name, "method": method.name, "n_refits": run.n_refits,
                "n_fit_warnings": run.n_warnings, "n_fit_failures": run.n_failures,
+               "n_flagged_fits": run.n_flagged, "n_fallback_fits": run.n_fallback,
+               "fit_flags": ",".join(f"{k}:{v}" for k, v in sorted(run.flag_counts.items())),
+               "n_capped_scenarios": run.n_capped,
                "fit_seconds": run.fit_seconds, "seconds": run.seconds}
     return rows, apc_rows, frames, run_row
 

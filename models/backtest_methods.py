@@ -135,7 +135,8 @@ class BacktestMethod:
         ``params["vol_shocks"]``).
     fit : callable, optional
         For ``kind="model"``: ``fit(returns, step) -> model`` with ``returns`` the
-        look-back's decimal daily log returns (1-D) and ``step`` = 1/365; the model is a
+        look-back's decimal per-step log returns (1-D) and ``step`` the data's step in years
+        (1/365 for daily closes, 1/8760 hourly); the model is a
         :class:`~marginlab.models.GBM`, :class:`~marginlab.models.MertonJump` or
         :class:`~marginlab.models.GARCH` of one asset (or a fit result with ``.model``). A
         GARCH's ``sigma2_0`` must be the variance forecast after the last return.
@@ -176,11 +177,11 @@ def _fit_gbm(r: np.ndarray, step: float) -> Any:
 
 
 def _fit_garch_normal(r: np.ndarray, step: float) -> Any:
-    return fit_garch(r, dist="normal", gjr=False, step=step).model
+    return fit_garch(r, dist="normal", gjr=False, step=step)
 
 
 def _fit_garch_t(r: np.ndarray, step: float) -> Any:
-    return fit_garch(r, dist="t", gjr=True, step=step).model
+    return fit_garch(r, dist="t", gjr=True, step=step)
 
 
 def _fit_merton(r: np.ndarray, step: float) -> Any:
@@ -188,7 +189,7 @@ def _fit_merton(r: np.ndarray, step: float) -> Any:
 
 
 def _fit_fhs(r: np.ndarray, step: float) -> Any:
-    return _fit_fhs_calib(r, dist="t", gjr=True, step=step).model
+    return _fit_fhs_calib(r, dist="t", gjr=True, step=step)
 
 
 def exchange_method(table: BracketTable | None = None, leverage: float | None = None, *,

@@ -32,7 +32,8 @@ _TABLE_COLUMNS = [
     "exceptions", "expected", "exception_rate", "kupiec_lr", "kupiec_p", "christoffersen_lr_ind",
     "christoffersen_p_ind", "christoffersen_lr_cc", "christoffersen_p_cc", "zone", "z2",
     "z2_p", "z2_critical", "breaches", "peak_to_trough", "max_increase_1d", "max_increase_5d",
-    "max_increase_30d", "avg_margin_over_notional", "exceptions_all_days",
+    "max_increase_30d", "avg_margin_over_notional", "exceptions_all_days", "n_refits",
+    "n_flagged_fits", "n_fallback_fits",
 ]
 
 
@@ -82,7 +83,10 @@ class BacktestResult:
         ``breaches`` (loss > margin: equals ``exceptions`` for ``measure="var"``),
         ``peak_to_trough``, ``max_increase_1d``/``_5d``/``_30d`` (relative, on the margin
         rate), ``avg_margin_over_notional`` and ``exceptions_all_days`` (every margin date,
-        overlapping windows: for information only, not a test input).
+        overlapping windows: for information only, not a test input), ``n_refits``,
+        ``n_flagged_fits`` (refits whose fit raised a degenerate-fit flag, see
+        :func:`~marginlab.models.calibration.fit_garch`) and ``n_fallback_fits`` (refits
+        where a fallback was applied); the flags by kind are in ``runs``.
         """
         return self.stats.copy()
 

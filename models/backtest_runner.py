@@ -146,6 +146,7 @@ from .backtest_methods import (
 )
 from .backtest_result import _TABLE_COLUMNS, STRESS_EPISODES, BacktestResult
 from .history import read_prices
+from .move_cap import DEFAULT_CAP_MULTIPLE, check_cap
 from .procyclicality import (
     ProcyclicalityResult,
     apc_buffer,
@@ -189,15 +190,19 @@ def run_backtest(prices: Any, methods: Any = _DEFAULT_METHODS, level: float = 0.
                  implied_vol: Mapping[str, pd.Series] | None = None, zero_drift: bool = True,
                  apc_buffer_fraction: float = 0.25, apc_rebuild_days: float = 20.0,
                  apc_stressed_weight_fraction: float = 0.25, column: str = "close",
-                 workers: int = 1, verbose: bool = False) -> BacktestResult:
+                 workers: int = 1, verbose: bool = False, horizon_hours: int | None = None,
+                 move_cap: float | str | None = "history",
+                 move_cap_multiple: float = DEFAULT_CAP_MULTIPLE) -> BacktestResult:
     r"""Rolling out-of-sample backtest of margin methodologies (see the module docstring).
 
     Parameters
     ----------
     prices : PriceHistory, pandas Series/DataFrame, path, or mapping/sequence of those
-        Daily closes (one per calendar day, no gaps), one or several assets; each asset is
-        backtested on its own. A DataFrame's columns and a multi-asset PriceHistory's names
-        are the assets; a Series/PriceHistory is one asset.
+        Closes one per day, or one per whole number of hours dividing 24 (hourly data: a
+        margin date every hour), without gaps; one or several assets (same spacing); each
+        asset is backtested on its own. Day counts (``lookback_days``, ``refit_every``,
+        ...) are converted to steps of the data. A DataFrame's columns and a multi-asset
+        PriceHistory's names are the assets; a Series/PriceHistory is one asset.
     methods : str or sequence of str / BacktestMethod
         Names in :data:`METHODS` (a comma-separated string works too) or method objects.
         Default: gbm, garch_t, merton, fhs, hs, exchange, grid.
@@ -247,6 +252,17 @@ def run_backtest(prices: Any, methods: Any = _DEFAULT_METHODS, level: float = 0.
         ``if __name__ == "__main__":`` (the usual ``multiprocessing`` rule).
     verbose : bool, default False
         Print one line per asset and method (timings) to stderr.
+    horizon_hours : int, optional
+        MPOR in hours (e.g. 8 for perpetuals on hourly data); overrides ``horizon_days``
+        and must be a whole number of data steps.
+    move_cap : "history", float or None, default "history"
+        Cap on each Monte Carlo scenario's log move over the MPOR
+        (:mod:`marginlab.models.move_cap`): ``"history"`` = ``move_cap_multiple`` x the
+        largest absolute MPOR move in the prices up to the margin date; a float: that log
+        move; None: no cap (the ES of a short under Student-t innovations then has no
+        finite mean). The number of capped scenarios is in ``runs`` (``n_capped_scenarios``).
+    move_cap_multiple : float, default 1.5
+        Multiple for ``move_cap="history"`` (>= 1).
 
     Returns
     -------
@@ -291,10 +307,6 @@ def run_backtest(prices: Any, methods: Any = _DEFAULT_METHODS, level: float = 0.
     check_real("apc_rebuild_days", apc_rebuild_days, low=0.0, low_open=True)
     check_real("apc_stressed_weight_fraction", apc_stressed_weight_fraction, low=0.0, high=1.0)
     meths = _resolve_methods(methods)
-    for m in meths:
-        if m.min_obs > min_lb:
-            raise ValueError(f"method {m.name!r} needs at least {m.min_obs} look-back returns; "
-                             f"lookback_days / min_lookback_days is {min_lb}")
     unknown = set(refit) - {m.name for m in meths} - {"*"}
     if unknown:
         raise ValueError(f"refit_every names unknown method(s) {sorted(unknown)}; methods are "
@@ -304,8 +316,42 @@ def run_backtest(prices: Any, methods: Any = _DEFAULT_METHODS, level: float = 0.
         if p.has_options and p.tenor_days <= h:
             raise ValueError(f"position {p.name!r}: tenor_days={p.tenor_days} must exceed "
                              f"horizon_days={h}")
+    if isinstance(move_cap, str):
+        if move_cap != "history":
+            raise ValueError(f"move_cap must be 'history', a float > 0 or None, got {move_cap!r}")
+    else:
+        move_cap = check_cap("move_cap", move_cap)
+    cap_mult = check_real("move_cap_multiple", move_cap_multiple, low=1.0)
     hists = _as_assets(prices, column)
-    cfg = _Cfg(level=level, horizon=h, lookback=lookback, min_lookback=min_lb, refit=refit,
+    step_hours = int(round(hists[0].step * 365.0 * 24.0))
+    spd = 24 // step_hours                       # steps per day
+    h_days = h
+    if horizon_hours is not None:
+        hh = _check_int("horizon_hours", horizon_hours, 1)
+        if hh % step_hours:
+            raise ValueError(f"horizon_hours must be a whole number of the data's {step_hours}-"
+                             f"hour steps, got {hh}")
+        h = hh // step_hours
+        h_days = hh / 24.0
+        if hh % 24 == 0:
+            h_days = hh // 24
+        if h >= min_lb * spd:
+            raise ValueError(f"horizon_hours must be shorter than the look-back ({min_lb} days)"
+                             f", got {hh}")
+        for p in positions:
+            if p.has_options and p.tenor_days <= h_days:
+                raise ValueError(f"position {p.name!r}: tenor_days={p.tenor_days} must exceed "
+                                 f"the horizon ({hh} hours)")
+    else:
+        h = h * spd
+    refit = {k: v * spd for k, v in refit.items()}
+    for m in meths:
+        if m.min_obs > min_lb * spd:
+            raise ValueError(f"method {m.name!r} needs at least {m.min_obs} look-back returns; "
+                             f"lookback_days / min_lookback_days is {min_lb}")
+    cfg = _Cfg(level=level, horizon=h, lookback=lookback * spd, min_lookback=min_lb * spd,
+               refit=refit, step_hours=step_hours, move_cap=move_cap,
+               move_cap_multiple=cap_mult,
                n_scenarios=n_scen, seed=seed, measure=measure, n_z2_sims=n_z2,
                iv_multiplier=ivm, iv_lambda=ivl, zero_drift=bool(zero_drift),
                apc_buffer=float(apc_buffer_fraction), apc_rebuild_days=float(apc_rebuild_days),
@@ -322,10 +368,10 @@ def run_backtest(prices: Any, methods: Any = _DEFAULT_METHODS, level: float = 0.
             ad = _AssetData(hist, cfg, implied_vol, a)
             iv_sources[ad.name] = ad.iv_source
             real = _path_losses(positions, ad.prices[ad.t], ad.iv[ad.t], ad.v[ad.t],
-                                ad.real_paths, ivl, h)
+                                ad.real_paths, ivl, h, cfg.step_days)
             losses = {p.name: lo for p, lo in zip(positions, real, strict=True)}
             hs_roll, hs_floor, _ = _hs_rates(ad, positions, cfg)
-            for midx, m in enumerate(meths):
+            for midx, m in enumerate(meths):  # noqa: B007 (midx keys the task)
                 tasks.append(((a, midx), (hist, cfg, implied_vol, a, m, midx, positions, losses,
                                           hs_roll, hs_floor)))
         done = _run_tasks(tasks, workers, verbose)
@@ -339,8 +385,10 @@ def run_backtest(prices: Any, methods: Any = _DEFAULT_METHODS, level: float = 0.
         frames += fr
         run_rows.append(rr)
     settings = {
-        "level": level, "horizon_days": h, "lookback_days": lookback,
-        "min_lookback_days": min_lb, "refit_every": dict(refit), "n_scenarios": n_scen,
+        "level": level, "horizon_days": h_days, "horizon_steps": h, "step_hours": step_hours,
+        "move_cap": move_cap, "move_cap_multiple": cap_mult, "lookback_days": lookback,
+        "min_lookback_days": min_lb, "refit_every": {k: v // spd for k, v in refit.items()},
+        "n_scenarios": n_scen,
         "seed": seed, "measure": measure, "n_z2_sims": n_z2, "iv_multiplier": ivm,
         "iv_lambda": ivl, "iv_source": iv_sources, "zero_drift": bool(zero_drift),
         "methods": [m.name for m in meths], "positions": [p.name for p in positions],
