@@ -23,7 +23,7 @@ from marginlab.simulate.weighted import check_weights
 from ._validate import check_real
 from .book import STABLECOINS
 
-__all__ = ["MarketState", "ScenarioSet", "monte_carlo_scenarios", "grid_scenarios"]
+__all__ = ["MarketState", "ScenarioSet", "monte_carlo_scenarios", "grid_scenarios", "SAMPLINGS"]
 
 
 def _mapping(name: str, value: Any, *, positive: bool) -> dict[str, float]:
@@ -183,6 +183,10 @@ def monte_carlo_scenarios(
     vol_of_vol: float = 0.0,
     vol_price_corr: float = -0.5,
     antithetic: bool = False,
+    sampling: str = "plain",
+    randomizations: int = 16,
+    mixture_scale: float = 2.5,
+    mixture_share: float = 0.75,
 ) -> ScenarioSet:
     """Monte Carlo scenarios from a market model.
 
@@ -215,6 +219,21 @@ def monte_carlo_scenarios(
         Implied-vol dynamics (see above); ``vol_of_vol = 0`` keeps vols unchanged.
     antithetic : bool
         Antithetic price paths.
+    sampling : {"plain", "qmc", "mixture"}
+        ``"plain"``: Monte Carlo from the path generators. The two variance-reduced designs
+        (:mod:`marginlab.simulate.tail_sampling`) draw the exact horizon law of a GBM or
+        MertonJump model directly (GARCH paths are path-dependent and are refused):
+        ``"qmc"``: randomised QMC, ``randomizations`` independent scrambled Sobol' sets of
+        ``n_scenarios / randomizations`` points each (a power of two is best); error bars
+        come from the spread between them. ``"mixture"``: defensive-mixture importance
+        sampling, a share ``mixture_share`` of scenarios with the shock of one asset (in
+        turn) inflated ``mixture_scale`` times, each scenario carrying its likelihood-ratio
+        weight (``ScenarioSet.weights``). For both, the vol shock's ``Z_r`` is the
+        scenario's standardised diffusion shock (exact, not a sample standardisation).
+    randomizations : int
+        ``sampling="qmc"``: independent randomisations (>= 2, dividing ``n_scenarios``).
+    mixture_scale, mixture_share : float
+        ``sampling="mixture"``: inflation factor (> 1) and inflated share in (0, 1).
     """
     und = tuple(str(u).upper() for u in underlyings)
     if getattr(model, "n_assets", None) != len(und):
@@ -224,6 +243,12 @@ def monte_carlo_scenarios(
     nu = check_real("vol_of_vol", vol_of_vol, low=0.0)
     rho = check_real("vol_price_corr", vol_price_corr, low=-1.0, high=1.0)
     s0 = market.prices(und)
+    if sampling != "plain":
+        if antithetic:
+            raise ValueError(f"antithetic=True applies to sampling='plain' only, got "
+                             f"sampling={sampling!r}")
+        return _tail_scenarios(model, und, s0, h, n_scenarios, seed, nu, rho, sampling,
+                               randomizations, mixture_scale, mixture_share)
     step = getattr(model, "step", None)
     if step is not None:  # GARCH: per-step model
         n_steps_f = h / (step * 365.0)
@@ -256,6 +281,79 @@ def monte_carlo_scenarios(
     else:
         shock = np.ones_like(prices)
     return ScenarioSet(und, prices, shock, h / 365.0)
+
+
+SAMPLINGS = ("plain", "qmc", "mixture")
+"""The scenario designs of :func:`monte_carlo_scenarios`."""
+
+
+def _tail_scenarios(model: Any, und: tuple[str, ...], s0: np.ndarray, h: float, n: int,
+                    seed: Any, nu: float, rho: float, sampling: str, randomizations: Any,
+                    scale: Any, share: Any) -> ScenarioSet:
+    """Randomised-QMC or mixture-IS scenarios from the exact horizon law (GBM, Merton)."""
+    from scipy.special import ndtr, ndtri
+
+    from marginlab.simulate.specs import JumpDiffusionSpec
+    from marginlab.simulate.tail_sampling import (
+        child_seed,
+        mixture_normals,
+        sobol_uniforms,
+        terminal_log_returns,
+    )
+
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    spec = model.to_spec() if hasattr(model, "to_spec") else model
+    if not isinstance(spec, JumpDiffusionSpec):
+        raise ValueError(f"sampling={sampling!r} needs a model whose horizon law is driven by a "
+                         f"fixed set of normals (GBM, MertonJump); {type(model).__name__} "
+                         "paths are path-dependent: use sampling='plain'")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n_scenarios must be an int >= 1, got {n!r}")
+    if seed is None:
+        raise ValueError(f"sampling={sampling!r} needs a seed (int or SeedSequence), got None")
+    d = len(und)
+    hy = h / 365.0
+    jumps = bool(np.any(np.asarray(spec.lam) > 0.0))
+    weights = None
+    r = 1
+    if sampling == "qmc":
+        r = randomizations
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 2:
+            raise ValueError(f"randomizations must be an int >= 2, got {r!r}")
+        r = int(r)
+        if n % r:
+            raise ValueError(f"n_scenarios={n} must be a multiple of randomizations={r}")
+        dims = d * (1 + 2 * jumps + (nu > 0.0))
+        u = sobol_uniforms(n // r, dims, r, seed)
+        z = ndtri(u[:, :d])
+        ju = u[:, d:2 * d] if jumps else None
+        jz = ndtri(u[:, 2 * d:3 * d]) if jumps else None
+        eps = ndtri(u[:, dims - d:]) if nu > 0.0 else None
+    else:
+        c = check_real("mixture_scale", scale, low=1.0, low_open=True)
+        sh = check_real("mixture_share", share, low=0.0, high=1.0, low_open=True,
+                        high_open=True)
+        chol = np.asarray(spec.chol, float)
+        dirs = chol / np.linalg.norm(chol, axis=1)[:, None]
+        z, weights = mixture_normals(n, dirs, scale=c, share=sh, seed=seed)
+        ju = jz = None
+        if jumps:
+            g = standard_normal(n, 1, 2 * d, seed=child_seed(seed, 3))[:, 0, :]
+            ju = np.clip(ndtr(g[:, :d]), 2.0**-53, 1.0 - 2.0**-53)
+            jz = g[:, d:]
+        eps = (standard_normal(n, 1, d, seed=child_seed(seed, 1))[:, 0, :]
+               if nu > 0.0 else None)
+    logr = terminal_log_returns(spec, hy, z, ju, jz)
+    prices = s0 * np.exp(logr)
+    if eps is not None:
+        zr = z @ np.asarray(spec.chol, float).T  # standardised diffusion shock per asset
+        w = rho * zr + math.sqrt(1.0 - rho * rho) * eps
+        shock = np.exp(nu * math.sqrt(hy) * w - 0.5 * nu * nu * hy)
+    else:
+        shock = np.ones_like(prices)
+    return ScenarioSet(und, prices, shock, hy, weights=weights, randomizations=r,
+                       sampling=sampling)
 
 
 def grid_scenarios(

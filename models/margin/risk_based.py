@@ -104,6 +104,12 @@ class MonteCarloMargin:
         and seed-stable under any innovation law. Calibrate it from history with
         :func:`~marginlab.models.move_cap.move_cap_from_history`; None: no cap. It applies
         to shared scenario sets passed to ``compute`` too.
+    sampling : {"plain", "qmc", "mixture"}, default "plain"
+        Scenario design (``monte_carlo_scenarios``): randomised QMC (error bars from the
+        spread of ``randomizations`` scramblings) or defensive-mixture importance sampling
+        (weighted scenarios); GBM and MertonJump only.
+    randomizations : int, default 16
+        ``sampling="qmc"``: independent randomisations (must divide ``n_scenarios``).
 
     Raises
     ------
@@ -131,6 +137,8 @@ class MonteCarloMargin:
     name: str = "MC ES"
     zero_drift: bool = True
     move_cap: float | None = DEFAULT_MOVE_CAP
+    sampling: str = "plain"
+    randomizations: int = 16
     uses_shared_scenarios = True  # compare() and the batch runner pass a shared ScenarioSet
 
     def __post_init__(self) -> None:
@@ -166,7 +174,8 @@ class MonteCarloMargin:
                                    horizon_days=self.horizon_days,
                                    n_scenarios=self.n_scenarios, seed=self.seed,
                                    vol_of_vol=self.vol_of_vol,
-                                   vol_price_corr=self.vol_price_corr)
+                                   vol_price_corr=self.vol_price_corr,
+                                   sampling=self.sampling, randomizations=self.randomizations)
         return cap_scenarios(sc, market.prices(sc.underlyings), self.move_cap)
 
     def compute(self, book: Any, market: MarketState, *,
