@@ -82,10 +82,8 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
     ).decode()
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True, timeout=300, env=_clean_env())
-    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
-    vpy = bindir / "python"
+    vpy, site_dir = _venv_seeing_this_environment(venv)
+    bindir = vpy.parent
     install = subprocess.run(
         [str(vpy), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
         capture_output=True, text=True, timeout=300, env=_clean_env(),
@@ -94,6 +92,7 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    cache = tmp_path / "kernel-cache"
     probe = (
         "import marginlab.simulate as s, marginlab.models as m\n"
         "p = s.simulate_paths(m.GBM(mu=0.0, sigma=0.5), 100.0, n_steps=2, dt=1 / 365,\n"
@@ -103,8 +102,12 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
         "print(m.__file__)\n"
     )
     run = subprocess.run([str(vpy), "-c", probe], capture_output=True, text=True, timeout=600,
-                         cwd=elsewhere, env=_clean_env())
+                         cwd=elsewhere, env=_clean_env(MARGINLAB_CACHE_DIR=str(cache)))
     assert run.returncode == 0, run.stderr
+    # Compiled kernels went to the cache folder, never into the installed package.
+    assert list(cache.rglob("*.nbi")), "no kernel was cached"
+    installed = site_dir / "marginlab"
+    assert not [p for p in installed.rglob("*") if p.suffix in (".nbi", ".nbc")]
     files = [Path(line).resolve() for line in run.stdout.split("\n") if line.strip()]
     assert len(files) == 2, run.stdout
     for f in files:
@@ -115,6 +118,30 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
                          timeout=300, cwd=elsewhere, env=_clean_env())
     assert cli.returncode == 0, cli.stderr
     assert "demo" in cli.stdout
+
+    # pip uninstall leaves no folder behind that could shadow a later (editable) install.
+    gone = subprocess.run([str(vpy), "-m", "pip", "uninstall", "-y", "-q", "marginlab"],
+                          capture_output=True, text=True, timeout=300, env=_clean_env())
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    left = sorted(str(p.relative_to(site_dir)) for p in installed.rglob("*")) \
+        if installed.exists() else []
+    assert not left, left
+
+
+def _venv_seeing_this_environment(venv: Path) -> tuple[Path, Path]:
+    """A fresh venv (its python, its site-packages) that also sees this interpreter's
+    installed packages (numba, numpy, ...) through a ``.pth`` file, whether this interpreter
+    is a system Python or itself a venv (``--system-site-packages`` would only see the base
+    interpreter's packages, not those of a venv the tests run in)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=300, env=_clean_env())
+    vpy = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    site_dir = Path(subprocess.run(
+        [str(vpy), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True, timeout=120).stdout.strip())
+    ours = [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))]
+    (site_dir / "_outer_environment.pth").write_text("\n".join(ours) + "\n")
+    return vpy, site_dir
 
 
 # --------------------------------------------------------------------------- (b) layering
