@@ -26,6 +26,7 @@ row is the line number (the header is line 1); for frames, the index label.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ __all__ = [
     "STABLECOINS",
     "Book",
     "BookError",
+    "BookWarning",
     "read_table",
 ]
 
@@ -71,13 +73,19 @@ class BookError(ValueError):
     """A book table is malformed; the message names the source, row and column."""
 
 
+class BookWarning(UserWarning):
+    """A book was accepted under a documented rule the user should know about."""
+
+
 @dataclass(frozen=True)
 class _Source:
     name: str
     is_file: bool
 
     def where(self, frame: pd.DataFrame, pos: int, column: str | None) -> str:
-        if self.is_file:
+        if self.is_file and frame.attrs.get("parquet"):
+            row = f"row {pos + 1}"  # Parquet has no lines: data rows counted from 1
+        elif self.is_file:
             lines = frame.attrs.get("lines")
             row = f"line {lines[pos] if lines is not None else pos + 2}"
         else:
@@ -93,10 +101,12 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise FileNotFoundError(f"{p}: no such file")
     suffix = p.suffix.lower()
     if suffix == ".csv":
+        _check_utf8(p)
         try:
             frame = pd.read_csv(p, dtype={"account_id": str, "instrument_id": str,
                                           "asset": str, "underlying": str},
-                                keep_default_na=True, skip_blank_lines=False)
+                                keep_default_na=True, skip_blank_lines=False,
+                                encoding="utf-8")
         except pd.errors.EmptyDataError:
             raise BookError(f"{p}: the file is empty (a header row is required)") from None
         except pd.errors.ParserError as exc:
@@ -110,8 +120,42 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         frame.attrs["lines"] = lines
         return frame
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(p)
+        try:
+            frame = pd.read_parquet(p)
+        except (OSError, ValueError) as exc:
+            msg = " ".join(str(exc).split())[:300]
+            raise BookError(f"{p}: not a readable Parquet table: {msg}") from None
+        frame.attrs["parquet"] = True
+        return frame
     raise BookError(f"{p}: unknown table format {suffix!r}; use .csv or .parquet")
+
+
+def _check_utf8(p: Path) -> None:
+    """Refuse a file that is not UTF-8 text, naming the line and column of the first bad
+    byte (pandas would raise a multi-line decoding error deep inside its parser)."""
+    data = p.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise BookError(f"{p}, line {line}, column {col} (byte {exc.start}): not UTF-8 text "
+                        f"(byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
+_CONTROL = r"[\x00-\x1f\x7f]"
+
+LIMITS = {
+    "quantity": 1e12, "multiplier": 1e9, "face_value": 1e9, "strike": 1e12,
+    "entry_price": 1e12, "expiry": 100.0, "amount": 1e15,
+}
+"""Largest magnitudes accepted per column (contracts, units, USD, years): beyond them a
+margin would overflow or be meaningless, so the book is refused."""
+
+
+def _require_rows(frame: pd.DataFrame, src: _Source) -> None:
+    if len(frame) == 0:
+        raise BookError(f"{src.name}: no rows (the table has only a header)")
 
 
 def _require(frame: pd.DataFrame, src: _Source, required: tuple[str, ...]) -> None:
@@ -123,11 +167,27 @@ def _require(frame: pd.DataFrame, src: _Source, required: tuple[str, ...]) -> No
 def _text(frame: pd.DataFrame, src: _Source, col: str, *, lower: bool = False) -> np.ndarray:
     """A required text column, stripped (vectorised; the error names the first bad row)."""
     ser = frame[col]
+    if ((pd.api.types.is_float_dtype(ser) or pd.api.types.is_bool_dtype(ser))
+            and ser.notna().any()):
+        i = int(np.flatnonzero(ser.notna().to_numpy())[0])
+        raise BookError(f"{src.where(frame, i, col)}: must be text or integers, got a "
+                        f"{ser.dtype} column (1.0 and 1 would be two different ids)")
+    if ser.dtype == object:
+        kinds = ser.map(lambda v: isinstance(v, (float, bool, np.floating, np.bool_))
+                        and not (isinstance(v, float) and np.isnan(v))).to_numpy(dtype=bool)
+        if kinds.any():
+            i = int(np.flatnonzero(kinds)[0])
+            raise BookError(f"{src.where(frame, i, col)}: must be text or an integer, got "
+                            f"{type(ser.iloc[i]).__name__} {ser.iloc[i]!r}")
     text = ser.astype("string").str.strip()
     bad = (ser.isna() | text.isna() | (text == "")).to_numpy(dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise BookError(f"{src.where(frame, i, col)}: a value is required")
+    ctrl = text.str.contains(_CONTROL, regex=True).to_numpy(dtype=bool)
+    if ctrl.any():
+        i = int(np.flatnonzero(ctrl)[0])
+        raise BookError(f"{src.where(frame, i, col)}: control character in {ser.iloc[i]!r}")
     if lower:
         text = text.str.lower()
     return text.to_numpy(dtype=object)
@@ -136,7 +196,7 @@ def _text(frame: pd.DataFrame, src: _Source, col: str, *, lower: bool = False) -
 def _number(frame: pd.DataFrame, src: _Source, col: str, *, default: float | None = None,
             required_mask: np.ndarray | None = None, low: float | None = None,
             low_open: bool = False, high: float | None = None, high_open: bool = False,
-            what: str = "") -> np.ndarray:
+            what: str = "", limit: float | None = None) -> np.ndarray:
     """A float column: parse, check finiteness and range where required, default elsewhere.
 
     Vectorised; the error names the first bad row."""
@@ -148,7 +208,14 @@ def _number(frame: pd.DataFrame, src: _Source, col: str, *, default: float | Non
             raise BookError(f"{src.where(frame, i, col)}: column {col!r} is required {what}")
         return np.full(n, np.nan if default is None else default)
     ser = frame[col]
-    if pd.api.types.is_numeric_dtype(ser) and not pd.api.types.is_bool_dtype(ser):
+    if pd.api.types.is_bool_dtype(ser) and n:
+        raise BookError(f"{src.where(frame, 0, col)}: must be numbers, got a boolean column")
+    if ser.dtype == object:
+        is_bool = ser.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+        if is_bool.any():
+            i = int(np.flatnonzero(is_bool)[0])
+            raise BookError(f"{src.where(frame, i, col)}: not a number: {ser.iloc[i]!r}")
+    if pd.api.types.is_numeric_dtype(ser):
         x = ser.to_numpy(dtype=float, na_value=np.nan)
     else:
         blank = ser.astype("string").str.strip().fillna("") == ""
@@ -174,6 +241,12 @@ def _number(frame: pd.DataFrame, src: _Source, col: str, *, default: float | Non
         i = int(np.flatnonzero(inf)[0])
         raise BookError(f"{src.where(frame, i, col)}: must be finite, got {ser.iloc[i]}")
     check = needed & ~missing
+    if limit is not None:
+        huge = check & (np.abs(x) > limit)
+        if huge.any():
+            i = int(np.flatnonzero(huge)[0])
+            raise BookError(f"{src.where(frame, i, col)}: must be at most {limit:g} in "
+                            f"magnitude, got {x[i]:g}")
     bad = np.zeros(n, bool)
     if low is not None:
         bad |= check & ((x <= low) if low_open else (x < low))
@@ -296,7 +369,7 @@ class Book:
     def from_frames(cls, instruments: pd.DataFrame, positions: pd.DataFrame,
                     collateral: pd.DataFrame | None = None, *,
                     names: tuple[str, str, str] | None = None,
-                    files: bool = False) -> Book:
+                    files: bool = False, duplicates: str = "sum") -> Book:
         """Validate three tables and build the book.
 
         Parameters
@@ -308,6 +381,10 @@ class Book:
             Names of the sources for error messages (file paths when read from files).
         files : bool
             Whether the sources are files (errors then cite line numbers).
+        duplicates : {"sum", "raise"}
+            Several position rows for one account and instrument: summed into one net
+            position (one-way mode, the default) with a :class:`BookWarning` naming the
+            first repeated row and the count, or refused with a :class:`BookError`.
 
         Raises
         ------
@@ -316,23 +393,28 @@ class Book:
         """
         n_inst, n_pos, n_col = names or ("instruments", "positions", "collateral")
         inst = _normalise_instruments(instruments, _source(None, n_inst, files))
-        pos = _normalise_positions(positions, _source(None, n_pos, files), inst)
+        if duplicates not in ("raise", "sum"):
+            raise ValueError(f"duplicates must be 'raise' or 'sum', got {duplicates!r}")
+        pos = _normalise_positions(positions, _source(None, n_pos, files), inst, duplicates)
         if collateral is None:
             collateral = pd.DataFrame({"account_id": [], "asset": [], "amount": [],
                                        "haircut": []})
         col = _normalise_collateral(collateral, _source(None, n_col, files))
+        _check_account_spellings(pos, col, positions, collateral, (n_pos, n_col), files)
         return cls(inst, pos, col)
 
     @classmethod
     def from_files(cls, instruments: str | os.PathLike[str],
                    positions: str | os.PathLike[str],
-                   collateral: str | os.PathLike[str] | None = None) -> Book:
-        """Read and validate a book from CSV or Parquet files (chosen by extension)."""
+                   collateral: str | os.PathLike[str] | None = None, *,
+                   duplicates: str = "sum") -> Book:
+        """Read and validate a book from CSV or Parquet files (chosen by extension); see
+        :meth:`from_frames` for ``duplicates``."""
         frames = [read_table(instruments), read_table(positions),
                   None if collateral is None else read_table(collateral)]
         names = (str(instruments), str(positions),
                  str(collateral) if collateral is not None else "collateral")
-        return cls.from_frames(*frames, names=names, files=True)
+        return cls.from_frames(*frames, names=names, files=True, duplicates=duplicates)
 
     def to_files(self, folder: str | os.PathLike[str], fmt: str = "csv") -> dict[str, Path]:
         """Write the three tables as ``instruments``, ``positions``, ``collateral`` files.
@@ -369,10 +451,40 @@ class Book:
         return Book(self.instruments, pos.reset_index(drop=True), col.reset_index(drop=True))
 
 
+def _check_account_spellings(pos: pd.DataFrame, col: pd.DataFrame, raw_pos: pd.DataFrame,
+                             raw_col: pd.DataFrame, names: tuple[str, str],
+                             files: bool) -> None:
+    """Refuse account ids that are the same number written differently (``1`` and ``1.0``,
+    ``007`` and ``7``) in the positions and collateral tables, or within one of them: they
+    would silently become different accounts."""
+    ids = pd.concat([pos["account_id"], col["account_id"]], ignore_index=True)
+    num = pd.to_numeric(ids, errors="coerce")
+    ok = num.notna().to_numpy()
+    if not ok.any():
+        return
+    frame = pd.DataFrame({"id": ids[ok], "num": num[ok]}).drop_duplicates()
+    clash = frame[frame.duplicated("num", keep=False)]
+    if clash.empty:
+        return
+    spellings = sorted(clash[clash["num"] == clash["num"].iloc[0]]["id"].tolist())
+    where = []
+    for spelled in spellings[:2]:
+        for table, name, raw in ((pos, names[0], raw_pos), (col, names[1], raw_col)):
+            hit = np.flatnonzero(table["account_id"].to_numpy() == spelled)
+            if hit.size:
+                src = _Source(name, files)
+                ref = raw if len(raw) == len(table) else table
+                where.append(f"{spelled!r} at {src.where(ref, int(hit[0]), 'account_id')}")
+                break
+    raise BookError("; ".join(where) + ": the same account id written differently "
+                    f"(spellings {spellings}); write each account id one way in every file")
+
+
 def _normalise_instruments(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{src.name} must be a pandas DataFrame, got {type(frame).__name__}")
     _require(frame, src, ("instrument_id", "type", "underlying"))
+    _require_rows(frame, src)
     ids = _text(frame, src, "instrument_id")
     _unique(frame, src, ids, "instrument_id")
     types = _text(frame, src, "type", lower=True)
@@ -385,13 +497,19 @@ def _normalise_instruments(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
     is_inv = np.isin(types, INVERSE_TYPES)
     is_dated = np.isin(types, DATED_TYPES)
     is_perp = np.isin(types, PERP_TYPES)
-    mult = _number(frame, src, "multiplier", default=1.0, low=0.0, low_open=True)
+    mult = _number(frame, src, "multiplier", default=1.0, low=0.0, low_open=True,
+                   limit=LIMITS["multiplier"])
     face = _number(frame, src, "face_value", required_mask=is_inv, low=0.0, low_open=True,
-                   what="for inverse contracts (USD per contract)")
+                   what="for inverse contracts (USD per contract)", limit=LIMITS["face_value"])
     strike = _number(frame, src, "strike", required_mask=is_opt, low=0.0, low_open=True,
-                     what="for options")
+                     what="for options", limit=LIMITS["strike"])
     expiry = _number(frame, src, "expiry", required_mask=is_dated, low=0.0,
-                     what="for futures and options (years to expiry)")
+                     what="for futures and options (years to expiry)", limit=LIMITS["expiry"])
+    expired = is_opt & (expiry <= 0)
+    if expired.any():
+        i = int(np.flatnonzero(expired)[0])
+        raise BookError(f"{src.where(frame, i, 'expiry')}: an option needs expiry > 0 years "
+                        f"(an expired option is settled, not margined), got {expiry[i]:g}")
     funding = _number(frame, src, "funding_rate", default=0.0, low=-1.0, high=1.0)
     funding = np.where(is_perp, funding, 0.0)
     if "option_type" in frame.columns:
@@ -417,10 +535,12 @@ def _normalise_instruments(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
     })
 
 
-def _normalise_positions(frame: pd.DataFrame, src: _Source, inst: pd.DataFrame) -> pd.DataFrame:
+def _normalise_positions(frame: pd.DataFrame, src: _Source, inst: pd.DataFrame,
+                         duplicates: str = "sum") -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{src.name} must be a pandas DataFrame, got {type(frame).__name__}")
     _require(frame, src, ("account_id", "instrument_id", "quantity", "entry_price"))
+    _require_rows(frame, src)
     acc = _text(frame, src, "account_id")
     ids = _text(frame, src, "instrument_id")
     unknown = ~pd.Series(ids).isin(inst["instrument_id"]).to_numpy()
@@ -428,8 +548,24 @@ def _normalise_positions(frame: pd.DataFrame, src: _Source, inst: pd.DataFrame) 
         i = int(np.flatnonzero(unknown)[0])
         raise BookError(f"{src.where(frame, i, 'instrument_id')}: instrument {ids[i]!r} is not "
                         "defined in the instruments table")
-    qty = _number(frame, src, "quantity")
-    entry = _number(frame, src, "entry_price", low=0.0, low_open=True)
+    qty = _number(frame, src, "quantity", limit=LIMITS["quantity"])
+    entry = _number(frame, src, "entry_price", low=0.0, low_open=True,
+                    limit=LIMITS["entry_price"])
+    dup = pd.DataFrame({"a": acc, "i": ids}).duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero((acc == acc[i]) & (ids == ids[i]))[0])
+        if duplicates == "sum":
+            warnings.warn(f"{src.where(frame, i, 'instrument_id')}: {int(dup.sum())} position "
+                          f"rows repeat an account and instrument (first: account {acc[i]!r}, "
+                          f"{ids[i]!r}, also at {src.where(frame, first, None)}); they are "
+                          "summed into net positions (one-way mode; duplicates='raise' "
+                          "refuses them)", BookWarning, stacklevel=4)
+        else:
+            raise BookError(f"{src.where(frame, i, 'instrument_id')}: account {acc[i]!r} holds "
+                            f"instrument {ids[i]!r} twice (first at "
+                            f"{src.where(frame, first, None)}); give one net position per "
+                            "account and instrument (duplicates='sum' nets them)")
     return pd.DataFrame({"account_id": acc.astype(str), "instrument_id": ids.astype(str),
                          "quantity": qty, "entry_price": entry})
 
@@ -440,7 +576,7 @@ def _normalise_collateral(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
     _require(frame, src, ("account_id", "asset", "amount"))
     acc = _text(frame, src, "account_id")
     asset = pd.Series(_text(frame, src, "asset")).str.upper().to_numpy(dtype=object)
-    amount = _number(frame, src, "amount", low=0.0)
+    amount = _number(frame, src, "amount", low=0.0, limit=LIMITS["amount"])
     haircut = _number(frame, src, "haircut", default=0.0, low=0.0, high=1.0, high_open=True)
     dup = pd.DataFrame({"a": acc, "b": asset}).duplicated().to_numpy()
     if dup.any():

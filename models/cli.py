@@ -21,6 +21,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -99,12 +100,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import check_scheduler_address, load_config
     from .runner import run_batch
 
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers: must be >= 0, got {args.workers}")
+    if args.scheduler is not None:
+        check_scheduler_address(args.scheduler, "--scheduler")
     cfg = load_config(args.config)
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     outputs = run_batch(cfg, resume=args.resume, workers=args.workers,
                         scheduler=args.scheduler, progress=not args.quiet,
                         output=args.output)
@@ -177,9 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="configuration file (TOML)")
     r.add_argument("--resume", action="store_true",
                    help="reuse checkpoints of an interrupted run of the same config")
-    r.add_argument("--workers", type=int, default=0,
-                   help="run blocks on a local Dask cluster of N processes")
-    r.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    r.add_argument("--workers", type=int, default=None,
+                   help="run blocks on a local Dask cluster of N processes (default: the "
+                   "configuration's cluster.workers, else 0: in this process)")
+    r.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler, tcp://HOST:PORT (trusted "
+                   "networks only: a scheduler runs the pickled tasks it is sent)")
     r.add_argument("--output", default=None, help="output folder (default: run.output)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=_run)
@@ -239,14 +245,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.verbose:
+        warnings.formatwarning = _warning_line
+        for name in ("distributed", "tornado", "bokeh"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, OSError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, KeyError, RuntimeError) as exc:
         if args.verbose:
             raise
-        msg = str(exc).replace("\n", " ")
-        print(f"marginlab: error: {msg}", file=sys.stderr)
+        print(f"marginlab: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("marginlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, the traceback on --verbose
+        if args.verbose:
+            raise
+        print(f"marginlab: error: internal error ({type(exc).__name__}: {_one_line(exc)}); "
+              "run with --verbose for the traceback and please report it", file=sys.stderr)
+        return 1
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"marginlab: warning: {' '.join(str(message).split())}\n"
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{exc.filename}: {msg}"
+    return msg[:2000] if len(msg) > 2000 else msg
 
 
 if __name__ == "__main__":  # pragma: no cover

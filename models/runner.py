@@ -8,9 +8,17 @@ blocks run. After each block a checkpoint is written (to a temporary name, then 
 ``resume=True`` after a crash (SIGKILL included) recomputes only the missing blocks and the
 final files are bit-identical to an uninterrupted run.
 
-Outputs in the output folder (each written to a temporary name and renamed when complete;
-``manifest.json`` last, and removed first when a new run starts, so the folder never looks
-complete when it is not):
+Before the output folder is touched, everything is checked (:func:`prepare_run`): the
+configuration, the book, every method's price and bracket files, the memory estimate from the
+sizes, the output path rules and the scheduler; a refused run leaves a previous run intact.
+One run at a time holds the folder's lock. Checkpoints live in
+``OUTPUT/.checkpoints/<run id>/``, where the run id digests the configuration, the bytes of
+every input file and the package, and each block carries SHA-256 checksums (a truncated or
+edited block is recomputed on ``--resume``). See :mod:`marginlab.models._runfiles`.
+
+Outputs in the output folder (each written to a unique temporary name, flushed to disk and
+renamed when complete; ``manifest.json`` last, and removed first when a new run starts, so the
+folder never looks complete when it is not):
 
 ``accounts.parquet``
     One row per account and method (rows grouped by method, accounts in book order):
@@ -34,6 +42,7 @@ book is scattered to the workers, blocks are retried on worker failure).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -48,14 +57,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
+from ._runfiles import (
+    OutputLock,
+    RunError,
+    block_paths,
+    drop_block,
+    identity_changes,
+    run_identity,
+    save_block,
+    verified_block,
+    write_atomic,
+)
 from .book import Book
-from .config import RunConfig
-from .scenarios import MarketState, ScenarioSet, monte_carlo_scenarios
+from .config import RunConfig, check_scheduler_address
+from .scenarios import MarketState, ScenarioSet
 
-__all__ = ["run_batch", "RunOutputs", "build_market", "build_model", "build_methods",
-           "load_book"]
+__all__ = ["run_batch", "RunOutputs", "RunError", "build_market", "build_model",
+           "build_methods", "load_book", "prepare_run", "estimate_memory_mb"]
 
 log = logging.getLogger("marginlab.run")
 
@@ -96,44 +117,58 @@ def build_model(cfg: RunConfig) -> Any:
         raise ValueError(f"scenarios.params: {exc}") from None
 
 
+def _set(params: Any) -> dict[str, Any]:
+    """The parameters a configuration sets (unset ones keep the method's defaults)."""
+    return params.model_dump(exclude_none=True)
+
+
+def _historical_prices(cfg: RunConfig, prices: str | dict[str, str]) -> pd.DataFrame:
+    if isinstance(prices, str):
+        return pd.read_csv(cfg.path(prices), index_col=0, parse_dates=True)
+    from .history import read_many
+
+    hist = read_many({k.upper(): cfg.path(v) for k, v in prices.items()})
+    return hist.to_frame()
+
+
 def build_methods(cfg: RunConfig) -> list[Any]:
-    """The configured margin methods, in order."""
+    """The configured margin methods, in order (price and bracket files are read here)."""
     from .margin.risk_based import HistoricalMargin, MonteCarloMargin
 
-    model = build_model(cfg)
+    model = None
     sc = cfg.scenarios
     out = []
     for i, m in enumerate(cfg.methods):
-        name = m.name or m.type
-        key = f"methods.{i}"
+        name = cfg.method_name(i)
+        key = f"methods[{i}]"
         try:
             if m.type == "monte_carlo":
+                model = model if model is not None else build_model(cfg)
                 out.append(MonteCarloMargin(
                     model, sc.underlyings, measure=m.measure, level=m.level,
                     horizon_days=sc.horizon_days, n_scenarios=sc.n_scenarios, seed=sc.seed,
                     mm_fraction=m.mm_fraction, vol_of_vol=sc.vol_of_vol,
-                    vol_price_corr=sc.vol_price_corr, name=name))
+                    vol_price_corr=sc.vol_price_corr, name=name, **_set(m.params)))
             elif m.type == "historical":
-                params = dict(m.params)
-                prices = pd.read_csv(cfg.path(params.pop("prices")), index_col=0,
-                                     parse_dates=True)
+                params = _set(m.params)
+                prices = _historical_prices(cfg, params.pop("prices"))
                 h = int(round(sc.horizon_days))
                 out.append(HistoricalMargin(prices, measure=m.measure, level=m.level,
-                                            horizon_days=h, mm_fraction=m.mm_fraction,
-                                            name=name, **params))
+                                            horizon_days=max(h, 1),
+                                            mm_fraction=m.mm_fraction, name=name, **params))
             elif m.type in ("span", "deribit"):
                 from .margin import grid
 
                 cls = grid.SpanLike if m.type == "span" else grid.DeribitLike
-                out.append(cls(**m.params, name=name))
+                extra = {} if m.mm_fraction is None else {"mm_fraction": m.mm_fraction}
+                out.append(cls(**_set(m.params), **extra, name=name))
             elif m.type == "tiered":
                 from .margin.brackets import BracketTable, binance_btcusdt_2021
                 from .margin.exchange import TieredMargin
 
-                params = dict(m.params)
+                params = _set(m.params)
                 tables = {}
-                for key_, src in params.pop("tables", {}).items():
-                    # a bracket file (CSV or TOML) or "builtin" for the shipped BTCUSDT table
+                for key_, src in params.pop("tables").items():
                     if src == "builtin":
                         tables[key_] = binance_btcusdt_2021()
                     elif str(src).lower().endswith(".toml"):
@@ -144,9 +179,10 @@ def build_methods(cfg: RunConfig) -> list[Any]:
             else:
                 from .margin.exchange import DydxMargin
 
-                out.append(DydxMargin(**m.params, name=name))
+                out.append(DydxMargin(**_set(m.params), name=name))
         except (TypeError, ValueError, KeyError, OSError) as exc:
-            raise ValueError(f"{key} ({name!r}): {exc}") from None
+            msg = str(exc).replace("\n", " ")
+            raise ValueError(f"{cfg.source}: {key}.params ({name!r}): {msg}") from None
     return out
 
 
@@ -158,40 +194,56 @@ def load_book(cfg: RunConfig) -> Book:
 
         return make_book(b.synthetic_accounts, b.synthetic_seed)
     return Book.from_files(cfg.path(b.instruments), cfg.path(b.positions),
-                           None if b.collateral is None else cfg.path(b.collateral))
+                           None if b.collateral is None else cfg.path(b.collateral),
+                           duplicates=b.duplicates)
 
 
 # ----------------------------------------------------------------------------- one block
-_STATE: dict[tuple[str, str], tuple[MarketState, ScenarioSet, list[Any]]] = {}
+_STATE: dict[str, tuple[MarketState, list[Any], list[ScenarioSet | None]]] = {}
 
 
-def _run_state(cfg: RunConfig) -> tuple[MarketState, ScenarioSet, list[Any]]:
-    """Market, scenarios and methods of a config, built once per process (each block and each
-    Dask worker reuses them instead of regenerating scenarios and re-reading inputs)."""
-    key = (cfg.digest(), cfg.base_dir)
-    if key not in _STATE:
-        sc = cfg.scenarios
+def _scenario_key(method: Any) -> tuple:
+    return (getattr(method, "zero_drift", None), getattr(method, "move_cap", None))
+
+
+def _run_state(cfg: RunConfig, run_id: str
+               ) -> tuple[MarketState, list[Any], list[ScenarioSet | None]]:
+    """Market, methods and each Monte Carlo method's scenarios, built once per process and
+    run identity (each block and each Dask worker reuses them); methods with the same
+    scenario settings share one scenario set."""
+    if run_id not in _STATE:
         market = build_market(cfg)
-        scen = monte_carlo_scenarios(
-            build_model(cfg), market, sc.underlyings, horizon_days=sc.horizon_days,
-            n_scenarios=sc.n_scenarios, seed=sc.seed, vol_of_vol=sc.vol_of_vol,
-            vol_price_corr=sc.vol_price_corr)
+        methods = build_methods(cfg)
+        by_key: dict[tuple, ScenarioSet] = {}
+        scen: list[ScenarioSet | None] = []
+        for m in methods:
+            if getattr(m, "uses_shared_scenarios", False) and hasattr(m, "scenarios"):
+                k = _scenario_key(m)
+                if k not in by_key:
+                    by_key[k] = m.scenarios(market)
+                scen.append(by_key[k])
+            else:
+                scen.append(None)
         _STATE.clear()
-        _STATE[key] = (market, scen, build_methods(cfg))
-    return _STATE[key]
+        _STATE[run_id] = (market, methods, scen)
+    return _STATE[run_id]
 
 
-def compute_block(cfg: RunConfig, book: Book, block: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _table(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+
+
+def compute_block(cfg: RunConfig, book: Book, block: int, run_id: str = ""
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Account rows and allocation rows of block ``block`` (accounts ``[b*B, (b+1)*B)``)."""
     size = cfg.run.account_block
     lo = block * size
     hi = min(lo + size, book.n_accounts)
     sub = book.subset(slice(lo, hi))
-    market, scen, methods = _run_state(cfg)
+    market, methods, scens = _run_state(cfg, run_id or cfg.digest())
     rows, allocs = [], []
-    for method in methods:
-        uses_scen = getattr(method, "uses_shared_scenarios", False)
-        res = method.compute(sub, market, scenarios=scen if uses_scen else None)
+    for method, scen in zip(methods, scens, strict=True):
+        res = method.compute(sub, market, scenarios=scen)
         f = res.to_frame()
         for c in ACCOUNT_COLUMNS:
             if c not in f.columns:
@@ -199,42 +251,32 @@ def compute_block(cfg: RunConfig, book: Book, block: int) -> tuple[pd.DataFrame,
         rows.append(f[ACCOUNT_COLUMNS])
         a = res.allocation.copy()
         a["method"] = res.method
+        for c in ALLOC_COLUMNS:
+            if c not in a.columns:
+                a[c] = pd.Series(dtype=object if c != "im_contribution" else float)
         allocs.append(a[ALLOC_COLUMNS])
     acc = pd.concat(rows, ignore_index=True)
-    acc["driver"] = acc["driver"].astype(str)
-    acc["account_id"] = acc["account_id"].astype(str)
+    for c in ("driver", "account_id", "method"):
+        acc[c] = acc[c].astype(str)
+    for c in ACCOUNT_COLUMNS:
+        if c not in ("driver", "account_id", "method"):
+            acc[c] = acc[c].astype(float)
     al = pd.concat(allocs, ignore_index=True)
-    al["account_id"] = al["account_id"].astype(str)
-    al["holding"] = al["holding"].astype(str)
+    for c in ("account_id", "holding", "method"):
+        al[c] = al[c].astype(str)
     al["im_contribution"] = al["im_contribution"].astype(float)
     return acc, al
 
 
-def _block_task(cfg_json: str, book: Book, block: int) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+def _block_task(cfg_json: str, book: Book, block: int, run_id: str
+                ) -> tuple[int, pd.DataFrame, pd.DataFrame]:
     # Runs on a Dask worker: everything is rebuilt from the config text and the book.
-    cfg = RunConfig.model_validate_json(cfg_json)
-    acc, al = compute_block(cfg, book, block)
+    cfg = RunConfig.model_validate_json(cfg_json, strict=False)
+    acc, al = compute_block(cfg, book, block, run_id)
     return block, acc, al
 
 
-# ----------------------------------------------------------------------------- files
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _ckpt_paths(folder: Path, block: int) -> tuple[Path, Path]:
-    return (folder / f"block_{block:06d}.accounts.parquet",
-            folder / f"block_{block:06d}.alloc.parquet")
-
-
+# ----------------------------------------------------------------------------- checks
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -283,66 +325,227 @@ class _Progress:
             self.bar.close()
 
 
-def _check_memory(cfg: RunConfig, book: Book) -> None:
-    n_rows = book.n_instruments + len(book.assets)
+_BYTES_PER_SYNTHETIC_ACCOUNT = 2_500  # make_book's tables and sparse holdings, measured
+
+
+def estimate_memory_mb(cfg: RunConfig, n_accounts: int, n_instruments: int,
+                       n_assets: int) -> dict[str, float]:
+    """Peak memory of a run in MB, by part, from the sizes alone (nothing is allocated).
+
+    Scenario sets: spot and vol per underlying and scenario, for each distinct Monte Carlo
+    setting; unit P&L: one row per instrument and collateral asset and scenario (plus the
+    revaluation's copy); per thread: the account kernel's loss and tail buffers; per block:
+    the result rows of every method."""
     n_scen = cfg.scenarios.n_scenarios
+    n_und = len(cfg.scenarios.underlyings)
+    n_mc = max(1, len({(getattr(m, "params", None) and repr(m.params))
+                       for m in cfg.methods if m.type == "monte_carlo"}))
     threads = max(1, os.cpu_count() or 1)
-    block = min(cfg.run.account_block, max(book.n_accounts, 1))
-    per_block_rows = block * len(cfg.methods) * 24 * 8
-    need = (n_rows * n_scen * 8 * 2 + threads * n_scen * 8 * 3 + per_block_rows) / 2**20
+    block = min(cfg.run.account_block, max(n_accounts, 1))
+    parts = {
+        "scenarios": n_mc * n_scen * n_und * 8 * 4,
+        "unit_pnl": (n_instruments + n_assets) * n_scen * 8 * 2,
+        "kernel": threads * n_scen * 8 * 3,
+        "block_rows": block * len(cfg.methods) * 24 * 8,
+        "book": n_accounts * _BYTES_PER_SYNTHETIC_ACCOUNT,
+    }
+    return {k: v / 2**20 for k, v in parts.items()}
+
+
+def _check_memory(cfg: RunConfig, parts: dict[str, float]) -> None:
+    need = sum(parts.values())
     if need > cfg.run.memory_budget_mb:
+        detail = ", ".join(f"{k} {v:,.0f}" for k, v in parts.items() if v >= 1)
         raise ValueError(
-            f"run.memory_budget_mb={cfg.run.memory_budget_mb:g} is below the estimated "
-            f"{need:.0f} MB (unit P&L {n_rows} x {n_scen} scenarios, block of {block} "
-            "accounts): lower scenarios.n_scenarios or run.account_block, or raise the budget")
+            f"{cfg.source}: run.memory_budget_mb: {cfg.run.memory_budget_mb:g} MB is below "
+            f"the estimated {need:,.0f} MB ({detail} MB) for "
+            f"scenarios.n_scenarios = {cfg.scenarios.n_scenarios:,}: lower "
+            "scenarios.n_scenarios or run.account_block, or raise the budget")
+
+
+def _output_folder(cfg: RunConfig, output: str | os.PathLike[str] | None) -> Path:
+    """The output folder, checked against the path rules (see the README)."""
+    if output is not None:
+        if not str(output).strip():
+            raise ValueError("--output: must name a folder, got ''")
+        out = Path(output)
+        key = "--output"
+    else:
+        out = cfg.path(cfg.run.output)
+        key = f"{cfg.source}: run.output"
+        base = Path(cfg.base_dir).resolve()
+        res = out.resolve()
+        if res == base:
+            raise ValueError(f"{key}: must be a subfolder, not the configuration's own folder")
+        if not res.is_relative_to(base) and not cfg.run.output_outside_config:
+            raise ValueError(f"{key}: {res} is outside the configuration's folder {base}; "
+                             "set run.output_outside_config = true, or pass --output, to "
+                             "allow it")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{key}: {out} exists and is not a folder")
+    return out
+
+
+def _dask_logs_quiet() -> None:
+    if not logging.getLogger("marginlab").isEnabledFor(logging.INFO):
+        for name in ("distributed", "tornado", "bokeh"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _connect(cfg: RunConfig, workers: int, scheduler: str | None) -> tuple[Any, Any]:
+    """A Dask client (and the LocalCluster it owns, if any), started before the output
+    folder is touched so that a bad address is refused first."""
+    _dask_logs_quiet()
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError("Dask runs need dask.distributed: pip install 'marginlab[cluster]'"
+                         ) from None
+    cl = cfg.cluster
+    security = None
+    if cl.tls_ca_file is not None:
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=str(cfg.path(cl.tls_ca_file)),
+                            tls_client_cert=str(cfg.path(cl.tls_client_cert)),
+                            tls_client_key=str(cfg.path(cl.tls_client_key)),
+                            require_encryption=True)
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout="20s", security=security), None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RunError(f"cannot reach the Dask scheduler {scheduler}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                       ) from None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    out: Path
+    book: Book
+    identity: dict[str, Any]
+    memory_mb: dict[str, float]
+
+
+def prepare_run(cfg: RunConfig, *, output: str | os.PathLike[str] | None = None) -> _Plan:
+    """Every check of a run that touches nothing: output path rules, memory estimate from the
+    sizes, the book, the methods (their price and bracket files) and the run identity."""
+    out = _output_folder(cfg, output)
+    n_und = len(cfg.scenarios.underlyings)
+    if cfg.book.synthetic_accounts is not None:  # before generating it
+        _check_memory(cfg, estimate_memory_mb(cfg, cfg.book.synthetic_accounts, 8 * n_und,
+                                              4))
+    book = load_book(cfg)
+    mem = estimate_memory_mb(cfg, book.n_accounts, book.n_instruments, len(book.assets))
+    _check_memory(cfg, mem)
+    build_methods(cfg)  # reads price/bracket files and checks every method's parameters
+    identity = run_identity(cfg.digest(), cfg.input_files())
+    return _Plan(out, book, identity, mem)
 
 
 # ----------------------------------------------------------------------------- the run
-def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
+def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int | None = None,
               scheduler: str | None = None, progress: bool = True,
               output: str | os.PathLike[str] | None = None,
               stop_after: int | None = None) -> RunOutputs:
     """Run the configured batch and write its outputs.
 
+    Everything is checked before the output folder is touched (configuration, book, price
+    files, memory estimate, scheduler); a refused run leaves a previous run's files as they
+    were. One run at a time may write to an output folder.
+
     Parameters
     ----------
     cfg : RunConfig
     resume : bool
-        Reuse the checkpoints of an interrupted run of the same configuration.
-    workers : int
-        Run the blocks on a local Dask cluster of this many processes (0: in this process).
+        Reuse the verified checkpoints of an interrupted run with the same identity
+        (configuration, input files and package); others are recomputed.
+    workers : int, optional
+        Run the blocks on a local Dask cluster of this many processes (0: in this process;
+        default: the configuration's ``cluster.workers``).
     scheduler : str, optional
-        Address of an existing Dask scheduler (overrides ``workers``).
+        Address of an existing Dask scheduler (default: ``cluster.scheduler``).
     progress : bool
         Show progress (a bar on a terminal, log lines otherwise).
     output : path, optional
         Output folder (default: the config's ``run.output``).
     stop_after : int, optional
         Stop after this many new blocks without assembling (tests of ``resume``).
+
+    Raises
+    ------
+    ValueError
+        A configuration, input or size problem (nothing was written).
+    RunError
+        The run failed after it started (e.g. every Dask worker was lost); its checkpoints
+        are kept and the message gives the command that resumes it.
     """
     t_start = time.perf_counter()
-    out = Path(output) if output is not None else cfg.path(cfg.run.output)
-    out.mkdir(parents=True, exist_ok=True)
-    digest = cfg.digest()
+    workers = cfg.cluster.workers if workers is None else workers
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    scheduler = cfg.cluster.scheduler if scheduler is None else scheduler
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
+    t0 = time.perf_counter()
+    plan = prepare_run(cfg, output=output)
+    out, book, identity = plan.out, plan.book, plan.identity
+    run_id = identity["id"]
+    client = cluster = None
+    if scheduler is not None or workers > 0:
+        client, cluster = _connect(cfg, workers, scheduler)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with OutputLock(out):
+            result = _locked_run(cfg, out, book, identity, run_id, resume, client, progress,
+                                 stop_after, t_start, time.perf_counter() - t0, plan,
+                                 workers, scheduler)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return result
+
+
+def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop_after,
+                t_start, t_load, plan, workers, scheduler) -> RunOutputs:
     manifest = out / "manifest.json"
-    if manifest.exists():
-        manifest.unlink()  # the folder must not look complete while this run works
-    ckpt = out / ".checkpoints" / digest
+    manifest.unlink(missing_ok=True)  # the folder must not look complete while this run works
+    root = out / ".checkpoints"
+    ckpt = root / run_id
+    if root.exists():
+        for stale in root.iterdir():
+            if stale.name == run_id:
+                continue
+            if resume and (stale / "identity.json").exists():
+                try:
+                    old = json.loads((stale / "identity.json").read_text())
+                    log.warning("--resume: checkpoints of %s were made with different inputs "
+                                "(changed: %s); recomputing every block", out,
+                                ", ".join(identity_changes(old, identity)) or "unknown")
+                except (OSError, ValueError):
+                    pass
+            shutil.rmtree(stale, ignore_errors=True)
     if ckpt.exists() and not resume:
         shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
-    for stale in (out / ".checkpoints").iterdir():
-        if stale.name != digest:
-            shutil.rmtree(stale, ignore_errors=True)
+    write_atomic(ckpt / "identity.json",
+                 lambda p: p.write_text(json.dumps(identity, indent=1)))
 
-    t0 = time.perf_counter()
-    book = load_book(cfg)
-    _run_state(cfg)  # validate the methods (and build the scenarios) before any computation
-    _check_memory(cfg, book)
-    t_load = time.perf_counter() - t0
     size = cfg.run.account_block
     n_blocks = max(1, -(-book.n_accounts // size))
-    todo = [b for b in range(n_blocks) if not all(p.exists() for p in _ckpt_paths(ckpt, b))]
+    todo = []
+    for b in range(n_blocks):
+        if verified_block(ckpt, b) is None:
+            if block_paths(ckpt, b)["record"].exists():
+                log.warning("checkpoint block %d failed its checksum; recomputing it", b)
+            drop_block(ckpt, b)
+            todo.append(b)
     log.info("%d accounts in %d blocks; %d to compute", book.n_accounts, n_blocks, len(todo))
     bar = _Progress(n_blocks, progress)
     bar.update(n_blocks - len(todo))
@@ -350,13 +553,13 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
     done_new = 0
 
     def _save(block: int, acc: pd.DataFrame, al: pd.DataFrame) -> None:
-        pa_acc, pa_al = _ckpt_paths(ckpt, block)
-        _atomic_parquet(al, pa_al)
-        _atomic_parquet(acc, pa_acc)  # accounts last: its presence marks the block done
+        ta, tl = _table(acc, ACCOUNT_SCHEMA), _table(al, ALLOC_SCHEMA)
+        save_block(ckpt, block, {"allocations": lambda p: pq.write_table(tl, p),
+                                 "accounts": lambda p: pq.write_table(ta, p)})
 
-    if scheduler is None and workers <= 0:
+    if client is None:
         for b in todo:
-            acc, al = compute_block(cfg, book, b)
+            acc, al = compute_block(cfg, book, b, run_id)
             _save(b, acc, al)
             bar.update()
             done_new += 1
@@ -364,28 +567,26 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
                 bar.close()
                 raise SystemExit(f"stopped after {done_new} blocks (stop_after)")
     else:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import as_completed
 
-        cluster = None
-        if scheduler is None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None)
-            client = Client(cluster)
-        else:
-            client = Client(scheduler)
         try:
             book_f = client.scatter(book, broadcast=True)
             cfg_json = cfg.model_dump_json()
-            futures = [client.submit(_block_task, cfg_json, book_f, b, retries=2, pure=False,
-                                     key=f"marginlab-block-{digest[:12]}-{b}") for b in todo]
+            futures = [client.submit(_block_task, cfg_json, book_f, b, run_id, retries=2,
+                                     pure=False, key=f"marginlab-block-{run_id[:12]}-{b}")
+                       for b in todo]
             for fut in as_completed(futures):
                 b, acc, al = fut.result()
                 _save(b, acc, al)
                 bar.update()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        except (Exception, asyncio.CancelledError) as exc:
+            bar.close()
+            done = sum(verified_block(ckpt, b) is not None for b in range(n_blocks))
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise RunError(
+                f"the Dask cluster failed ({type(exc).__name__}: {first}); {done} of "
+                f"{n_blocks} blocks are checkpointed in {ckpt}: run the same command again "
+                "with --resume to finish") from None
     bar.close()
     t_compute = time.perf_counter() - t0
 
@@ -394,26 +595,31 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
     t0 = time.perf_counter()
     paths = {name: out / f"{name}.parquet" for name in ("accounts", "allocations")}
     n_rows = {}
-    method_names = [m.name or m.type for m in cfg.methods]
-    for name, idx in (("accounts", 0), ("allocations", 1)):
-        tmp = out / f".{name}.parquet.tmp"
-        writer = None
+    method_names = [cfg.method_name(i) for i in range(len(cfg.methods))]
+    meta = _schema_metadata(cfg, identity)
+    for name, schema in (("accounts", ACCOUNT_SCHEMA), ("allocations", ALLOC_SCHEMA)):
         rows = 0
-        for method_name in method_names:
-            for b in range(n_blocks):
-                table = pq.read_table(_ckpt_paths(ckpt, b)[idx],
-                                      filters=[("method", "=", method_name)])
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                rows += table.num_rows
-        writer.close()
+
+        # method-major order needs every block per method: write blocks per method
+        def _write_method_major(tmp: Path, name=name, schema=schema) -> None:
+            nonlocal rows
+            with pq.ParquetWriter(tmp, schema.with_metadata(meta)) as writer:
+                for method_name in method_names:
+                    for b in range(n_blocks):
+                        data = verified_block(ckpt, b)
+                        if data is None:
+                            raise RunError(f"checkpoint block {b} in {ckpt} changed during "
+                                           "the run; run the same command again with --resume")
+                        table = pq.read_table(pa.BufferReader(data[name]))
+                        part = table.filter(pa.compute.equal(table["method"], method_name))
+                        writer.write_table(part.cast(schema))
+                        rows += part.num_rows
+
+        write_atomic(paths[name], _write_method_major)
         n_rows[name] = rows
-    summary = _summary(out / ".accounts.parquet.tmp")
-    for name in ("accounts", "allocations"):
-        os.replace(out / f".{name}.parquet.tmp", paths[name])
-    summary_path = out / "summary.csv"
-    _atomic_text(summary.to_csv(index=False), summary_path)
+    summary = _summary(paths["accounts"])
+    summary_path = write_atomic(out / "summary.csv",
+                                lambda p: summary.to_csv(p, index=False))
     report_path = None
     if cfg.run.report:
         from .report import write_report
@@ -421,12 +627,13 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
         report_path = write_report(out, paths["accounts"], summary, cfg)
     t_write = time.perf_counter() - t0
     info = {
-        "config_digest": digest, "seed": cfg.scenarios.seed,
+        "run_id": run_id, "config_digest": identity["config"], "inputs": identity["inputs"],
+        "code_digest": identity["code"], "seed": cfg.scenarios.seed,
         "n_accounts": int(book.n_accounts), "n_positions": int(book.n_positions),
-        "n_scenarios": cfg.scenarios.n_scenarios, "methods": [m.name or m.type
-                                                             for m in cfg.methods],
+        "n_scenarios": cfg.scenarios.n_scenarios, "methods": method_names,
         "blocks": n_blocks, "blocks_resumed": n_blocks - len(todo),
         "rows": n_rows, "versions": _versions(),
+        "memory_estimate_mb": {k: round(v, 1) for k, v in plan.memory_mb.items()},
         "timings_s": {"load": round(t_load, 3), "compute": round(t_compute, 3),
                       "write": round(t_write, 3),
                       "total": round(time.perf_counter() - t_start, 3)},
@@ -438,9 +645,35 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int = 0,
         (out / ".checkpoints").rmdir()  # only if no other run's checkpoints remain
     except OSError:
         pass
-    _atomic_text(json.dumps(info, indent=2, default=str), manifest)
+    text = json.dumps(info, indent=2, default=str)
+    write_atomic(manifest, lambda p: p.write_text(text))
     return RunOutputs(out, paths["accounts"], paths["allocations"], summary_path, manifest,
                       report_path, info)
+
+
+_UNITS = {"im": "USD", "mm": "USD", "margin_balance": "USD", "excess": "USD",
+          "margin_ratio": "1 (mm / margin balance)", "gross_notional": "USD", "var": "USD",
+          "var_lo": "USD", "var_hi": "USD", "es": "USD", "es_se": "USD", "es_lo": "USD",
+          "es_hi": "USD", "im_contribution": "USD"}
+
+
+def _schema(columns: list[str]) -> pa.Schema:
+    text = {"account_id", "method", "driver", "holding"}
+    return pa.schema([pa.field(c, pa.string() if c in text else pa.float64(),
+                               metadata={"unit": _UNITS[c]} if c in _UNITS else None)
+                      for c in columns])
+
+
+ACCOUNT_SCHEMA = _schema(ACCOUNT_COLUMNS)
+ALLOC_SCHEMA = _schema(ALLOC_COLUMNS)
+
+
+def _schema_metadata(cfg: RunConfig, identity: dict[str, Any]) -> dict[str, str]:
+    sc = cfg.scenarios
+    return {"marginlab.run": json.dumps({
+        "run_id": identity["id"], "config_digest": identity["config"],
+        "seed": sc.seed, "n_scenarios": sc.n_scenarios, "horizon_days": sc.horizon_days,
+        "model": sc.model, "currency": "USD", "marginlab": identity["marginlab"]})}
 
 
 def _summary(accounts_path: Path) -> pd.DataFrame:
@@ -456,6 +689,3 @@ def _summary(accounts_path: Path) -> pd.DataFrame:
         "total_deficit": g["excess"].apply(lambda s: float(-s[s < 0].sum())),
     }).reset_index()
     return out
-
-
-_ = pa  # pyarrow is used through pq; keep the import explicit for readers

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marginlab.models.book import INSTRUMENT_TYPES, Book, BookError, read_table
+from marginlab.models.book import INSTRUMENT_TYPES, Book, BookError, BookWarning, read_table
 
 NAN = float("nan")
 INF = float("inf")
@@ -61,7 +62,25 @@ def frames() -> dict[str, pd.DataFrame]:
 
 
 def build(f: dict[str, pd.DataFrame], **kw) -> Book:
-    return Book.from_frames(f["instruments"], f["positions"], f["collateral"], **kw)
+    # The hand book repeats (account, instrument) rows on purpose: summed, one-way mode.
+    kw.setdefault("duplicates", "sum")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BookWarning)
+        return Book.from_frames(f["instruments"], f["positions"], f["collateral"], **kw)
+
+
+def test_repeated_position_rows_summed_with_warning_or_refused():
+    """Oracle (documented rule): repeated (account, instrument) rows are summed (one-way
+    mode) with a BookWarning naming the rows, or refused with duplicates='raise', naming
+    both rows."""
+    f = frames()
+    with pytest.raises(BookError, match=r"row 1, column 'instrument_id'.*'A' holds .*"
+                                        r"'BTC-PERP' twice \(first at positions, row 0\)"):
+        Book.from_frames(f["instruments"], f["positions"], f["collateral"],
+                         duplicates="raise")
+    with pytest.warns(BookWarning, match="2 position rows repeat.*summed"):
+        book = Book.from_frames(f["instruments"], f["positions"], f["collateral"])
+    np.testing.assert_array_equal(book.holdings.toarray(), HOLDINGS)
 
 
 # Hand-computed net holdings. Accounts sorted: A, B, C, D. Instruments in table order:
@@ -459,15 +478,15 @@ def test_read_table_errors(tmp_path):
         read_table(odd)
 
 
-def test_parquet_error_cites_line(tmp_path):
-    """Oracle: documented error contract -- file sources cite 'line' = row + 2 for Parquet
-    too (the same convention whatever the format)."""
+def test_parquet_error_cites_row(tmp_path):
+    """Oracle: documented error contract -- Parquet has no lines, so errors cite the data
+    row counted from 1 (frame index 3 is row 4)."""
     f = frames()
     f["positions"].loc[3, "entry_price"] = -2.0
     for name, frame in f.items():
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
     p = tmp_path / "positions.parquet"
-    with pytest.raises(BookError, match=re.escape(f"{p}, line 5, column 'entry_price'")):
+    with pytest.raises(BookError, match=re.escape(f"{p}, row 4, column 'entry_price'")):
         Book.from_files(tmp_path / "instruments.parquet", p, tmp_path / "collateral.parquet")
 
 

@@ -74,7 +74,7 @@ def test_config_reports_every_problem_with_its_key(tmp_path):
     with pytest.raises(ConfigError) as exc:
         config_from_dict(bad)
     msg = str(exc.value)
-    for key in ("scenarios.n_scenarios", "run.colour", "unknown key", "methods.0.level"):
+    for key in ("scenarios.n_scenarios", "run.colour", "unknown key", "methods[0].level"):
         assert key in msg, msg
     bad2 = _config()
     bad2["market"]["spot"] = {"BTC": 1.0}
@@ -158,7 +158,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     ckpt_root = tmp_path / "killed" / ".checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        done = list(ckpt_root.glob("*/block_*.accounts.parquet")) if ckpt_root.exists() else []
+        done = list(ckpt_root.glob("*/block_*.json")) if ckpt_root.exists() else []
         if len(done) >= 2:
             break
         time.sleep(0.05)
