@@ -3,9 +3,9 @@
 Per account: the loss vector from the unit P&L and the CSR holdings (as the unweighted
 kernel of :mod:`.revalue`), then a partial selection: the ``m`` largest losses (a bounded
 heap), gathered with their scenarios and ranked by (loss descending, scenario ascending).
-``m`` starts at ``m0`` and doubles until the candidates hold the probability mass every
-estimate needs (``mass_need``: the largest tail mass plus ``z sqrt(sum p^2)``, an upper
-bound of the Woodruff interval's reach), so the result equals the sort-based reference of
+``m`` starts at ``m0`` and doubles until the candidates reach every rank an estimate needs
+(each level's VaR and the lower end of its Woodruff interval), so the result equals the
+sort-based reference of
 :func:`marginlab.simulate.weighted.weighted_var_es`. Each account is computed alone in its
 own buffers: results do not depend on threads or account blocks.
 """
@@ -75,7 +75,26 @@ def _first_above(cum, nc, m):
 
 
 @kernel
-def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, mass_need, m0,
+def _covered(cum, nc, ranked, p, p2, beta, z):
+    # Do the nc candidates reach every rank an estimate needs: the VaR of each level and
+    # the lower end of its Woodruff interval (tail mass beta + z sigma_F)?
+    for li in range(beta.shape[0]):
+        b = beta[li]
+        ts = _first_above(cum, nc, b + MASS_SNAP)
+        if ts < 0:
+            return False
+        p2t = 0.0
+        for t in range(ts):
+            p2t += p[ranked[t]] * p[ranked[t]]
+        a = 1.0 - b
+        lo_m = b + z * math.sqrt(p2t * a * a + (p2 - p2t) * b * b)
+        if lo_m < 1.0 and _first_above(cum, nc, lo_m) < 0:
+            return False
+    return True
+
+
+@kernel
+def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                      alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var,
                      out_alloc_es):
     n = U.shape[1]
@@ -96,22 +115,20 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, mass_n
         while True:
             thr = _kth_largest(loss, m, heap) if m < n else -np.inf
             nc = 0
-            mass = 0.0
             for s in range(n):
                 if loss[s] >= thr:
                     cand[nc] = s
                     neg[nc] = -loss[s]
-                    mass += p[s]
                     nc += 1
-            if mass > mass_need or m >= n:
+            order = np.argsort(neg[:nc], kind="mergesort")  # stable: ties by scenario index
+            ranked = cand[:nc][order]
+            c = 0.0
+            for t in range(nc):
+                c += p[ranked[t]]
+                cum[t] = c
+            if m >= n or _covered(cum, nc, ranked, p, p2, beta, z):
                 break
             m = min(n, 2 * m)
-        order = np.argsort(neg[:nc], kind="mergesort")  # stable: ties by scenario index
-        ranked = cand[:nc][order]
-        c = 0.0
-        for t in range(nc):
-            c += p[ranked[t]]
-            cum[t] = c
         for li in range(n_levels):
             b = beta[li]
             ts = _first_above(cum, nc, b + MASS_SNAP)
@@ -163,11 +180,11 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, mass_n
 
 
 @parallel_kernel
-def _account_kernel_w(U, indptr, indices, qty, p, p2, beta, z, mass_need, m0, alloc, out_var,
+def _account_kernel_w(U, indptr, indices, qty, p, p2, beta, z, m0, alloc, out_var,
                       out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var, out_alloc_es):
     n_acc = indptr.shape[0] - 1
     n_blocks = (n_acc + _ACC_BLOCK - 1) // _ACC_BLOCK
     for b in prange(n_blocks):
         _account_block_w(b * _ACC_BLOCK, min((b + 1) * _ACC_BLOCK, n_acc), U, indptr, indices,
-                         qty, p, p2, beta, z, mass_need, m0, alloc, out_var, out_es,
+                         qty, p, p2, beta, z, m0, alloc, out_var, out_es,
                          out_var_lo, out_var_hi, out_es_se, out_alloc_var, out_alloc_es)
