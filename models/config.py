@@ -297,10 +297,13 @@ class RunSection(_Strict):
 class ClusterSection(_Strict):
     """``[cluster]``: a Dask cluster for the blocks (the CLI's ``--workers`` and
     ``--scheduler`` override ``workers`` and ``scheduler``). TLS files are passed to
-    ``distributed.security.Security`` and require a ``tls://`` scheduler address."""
+    ``distributed.security.Security`` and require a ``tls://`` scheduler address. A run whose
+    cluster has had no worker for ``lost_workers_timeout_s`` seconds stops with its
+    checkpoints kept (resume with ``--resume``)."""
 
     workers: int = Field(0, ge=0, le=1024)
     scheduler: str | None = None
+    lost_workers_timeout_s: float = Field(60.0, gt=0, le=86_400)
     tls_ca_file: str | None = None
     tls_client_cert: str | None = None
     tls_client_key: str | None = None
@@ -393,7 +396,9 @@ def _format_errors(exc: ValidationError) -> list[str]:
             msg = f"unknown method type; known: {', '.join(METHOD_TYPES)}"
         elif e["type"] == "union_tag_not_found":
             msg = f"a type is required; one of {', '.join(METHOD_TYPES)}"
-        if "input" in e and e["type"] not in ("missing", "extra_forbidden"):
+        if e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif "input" in e and e["type"] not in ("missing", "extra_forbidden"):
             shown = repr(e["input"])
             if len(shown) <= 60:
                 msg = f"{msg}, got {shown}"

@@ -512,6 +512,33 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int | None = Non
     return result
 
 
+def _gather_blocks(client: Any, futures: list[Any], save: Any, bar: _Progress,
+                   lost_timeout_s: float) -> None:
+    """Save each block as its future completes; stop when the cluster has had no worker for
+    ``lost_timeout_s`` seconds (its tasks would otherwise wait forever)."""
+    from dask.distributed import wait
+
+    pending = set(futures)
+    no_workers_since: float | None = None
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for fut in done:
+            b, acc, al = fut.result()
+            save(b, acc, al)
+            bar.update()
+        if not done:
+            if client.scheduler_info().get("workers"):
+                no_workers_since = None
+            elif no_workers_since is None:
+                no_workers_since = time.monotonic()
+            elif time.monotonic() - no_workers_since > lost_timeout_s:
+                raise RunError(f"no Dask worker for {lost_timeout_s:g} s "
+                               "(cluster.lost_workers_timeout_s)")
+
+
 def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop_after,
                 t_start, t_load, plan, workers, scheduler) -> RunOutputs:
     manifest = out / "manifest.json"
@@ -567,18 +594,13 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
                 bar.close()
                 raise SystemExit(f"stopped after {done_new} blocks (stop_after)")
     else:
-        from dask.distributed import as_completed
-
         try:
             book_f = client.scatter(book, broadcast=True)
             cfg_json = cfg.model_dump_json()
             futures = [client.submit(_block_task, cfg_json, book_f, b, run_id, retries=2,
                                      pure=False, key=f"marginlab-block-{run_id[:12]}-{b}")
                        for b in todo]
-            for fut in as_completed(futures):
-                b, acc, al = fut.result()
-                _save(b, acc, al)
-                bar.update()
+            _gather_blocks(client, futures, _save, bar, cfg.cluster.lost_workers_timeout_s)
         except (Exception, asyncio.CancelledError) as exc:
             bar.close()
             done = sum(verified_block(ckpt, b) is not None for b in range(n_blocks))
