@@ -395,12 +395,12 @@ def _dask_logs_quiet() -> None:
 def _connect(cfg: RunConfig, workers: int, scheduler: str | None) -> tuple[Any, Any]:
     """A Dask client (and the LocalCluster it owns, if any), started before the output
     folder is touched so that a bad address is refused first."""
-    _dask_logs_quiet()
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ValueError("Dask runs need dask.distributed: pip install 'marginlab[cluster]'"
                          ) from None
+    _dask_logs_quiet()  # after the import: distributed sets its loggers' levels on import
     cl = cfg.cluster
     security = None
     if cl.tls_ca_file is not None:

@@ -640,3 +640,50 @@ def test_losing_every_dask_worker_is_one_resumable_line(tmp_path):
     fresh = run_batch(cfg, progress=False, output=tmp_path / "fresh")
     for a, b in zip(_tables(res), _tables(fresh), strict=True):
         pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_local_cluster_run_prints_no_distributed_logs(tmp_path):
+    """Oracle (README: logs only with --verbose; law: cluster == one process): ``marginlab
+    run --workers 1`` writes nothing to stderr and its accounts equal the in-process run's."""
+    pytest.importorskip("dask.distributed")
+    folder = make_folder(tmp_path / "quiet")
+    cfg_d = base_config(folder)
+    cfg_d["methods"] = cfg_d["methods"][:1]
+    path = write_toml(folder / "run.toml", cfg_d)
+    r = subprocess.run(_marginlab() + ["run", str(path), "--workers", "1", "--quiet"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "", r.stderr
+    ref = run_batch(config_from_dict(cfg_d, folder), progress=False, output=tmp_path / "ref")
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "out" / "accounts.parquet"),
+                                  pd.read_parquet(ref.accounts))
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_on_one_folder(tmp_path):
+    """Oracle (one writer per folder; reference run): two ``marginlab run`` processes started
+    together on one output folder never mix: each either finishes or is refused with the
+    lock message, at least one finishes, and the folder ends with one complete run equal to
+    a reference run; no temporary file is left."""
+    folder = make_folder(tmp_path / "two")
+    cfg_d = base_config(folder)
+    cfg_d["methods"] = cfg_d["methods"][:1]
+    cfg_d["scenarios"]["n_scenarios"] = 50_000
+    cfg_d["run"]["account_block"] = 5
+    path = write_toml(folder / "run.toml", cfg_d)
+    procs = [subprocess.Popen(_marginlab() + ["run", str(path), "--quiet"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert any(rc == 0 for rc, _ in results), results
+    for rc, err in results:
+        assert rc == 0 or (rc == 1 and "another marginlab run" in err), (rc, err)
+    ref = run_batch(config_from_dict(cfg_d, folder), progress=False, output=tmp_path / "ref")
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "out" / "accounts.parquet"),
+                                  pd.read_parquet(ref.accounts))
+    assert (folder / "out" / "manifest.json").is_file()
+    assert not list((folder / "out").rglob("*.tmp"))
