@@ -222,12 +222,16 @@ class MertonFit(FitResult):
         Whether the best start's optimiser reported success.
     corr : numpy.ndarray
         Diffusion correlation (see :func:`fit_merton`).
+    identified : numpy.ndarray of bool, shape (n_assets,)
+        Whether jumps were identified: neither ``lam`` nor ``jump_std`` at an
+        identification bound (see :func:`fit_merton`).
     """
 
     cov: np.ndarray
     jump_probability: np.ndarray
     converged: np.ndarray
     corr: np.ndarray
+    identified: np.ndarray
 
     def _extra_rows(self):
         return _corr_rows(self.names, self.corr, None)

@@ -367,14 +367,17 @@ def test_merton_multi_asset_corr():
 def test_merton_on_gbm_data():
     # Oracle: nested models. GBM is Merton with lam = 0, so the Merton likelihood is at
     # least GBM's, and on GBM data the likelihood-ratio statistic stays below the
-    # chi-square(3) 1e-4 quantile; the total volatility is the true 0.5 (4 GBM SEs). The
+    # chi-square(3) 1e-4 quantile (less the cost of lam's floor); the total volatility is
+    # the true 0.5 (4 GBM SEs). The
     # jump parameters are not identified, so some sit on a search bound (a warning, NaN SEs).
     r = _returns(GBM(mu=0.0, sigma=0.5), 2000, seed=2)
     g = fit_gbm(r)
     with pytest.warns(CalibrationWarning, match="bound"):
         res = fit_merton(r)
     lr = 2 * (res.loglik - g.loglik)
-    assert -1e-6 < lr < stats.chi2.isf(1e-4, 3)
+    # lam's floor (1e-6 jumps per step) costs at most n * 1e-6 of log-likelihood
+    assert -2 * 2000 * 1e-6 < lr < stats.chi2.isf(1e-4, 3)
+    assert not res.identified[0]
     p = {k: v[0] for k, v in res.params.items()}
     total = math.sqrt(p["sigma"] ** 2 + p["lam"] * (p["jump_mean"] ** 2 + p["jump_std"] ** 2))
     assert abs(total - 0.5) < 4 * g.std_err["sigma"][0]
@@ -515,8 +518,11 @@ def test_real_btc_daily_all_fits():
     gt = out["garch_t"]
     assert gt.params["nu"][0] < 10
     assert gt.model.persistence[0] < 1 and out["fhs"].model.persistence[0] < 1
+    # Merton: daily BTC does not identify rare large jumps (the unrestricted MLE was a
+    # variance mixture, lam ~ 250 a year); lam sits on the 0.1-per-step bound and says so
     assert out["merton"].params["lam"][0] > 0
-    assert np.isfinite(out["merton"].std_err["lam"][0])
+    assert not out["merton"].identified[0]
+    assert np.isnan(out["merton"].std_err["lam"][0])
     assert 0.3 < out["gbm"].params["sigma"][0] < 1.2
     for res in out.values():
         assert np.isfinite(res.loglik) and res.n_obs == 2149
@@ -525,3 +531,61 @@ def test_real_btc_daily_all_fits():
         assert np.all(np.isfinite(p))
     # fat tails beat the normal: AIC of GARCH-t below GARCH-normal below GBM
     assert gt.aic < out["garch"].aic < out["gbm"].aic
+
+
+def test_merton_identifies_rare_jumps_under_a_realistic_diffusion():
+    """Oracle: simulated recovery. Ten years of daily returns from a Merton model with a
+    crypto-like diffusion (60 % a year) and 12 crash-like jumps a year (mean -5 %, sd 10 %):
+    the fit flags the jumps as identified and recovers lam, jump_mean and jump_std within 4
+    standard errors (inverse Hessian), and sigma within 4 SEs."""
+    truth = dict(mu=0.0, sigma=0.6, lam=12.0, jump_mean=-0.05, jump_std=0.10)
+    r = _returns(MertonJump(**truth), 3650, seed=17)
+    res = fit_merton(r, DAY)
+    assert res.identified[0]
+    for k in ("sigma", "lam", "jump_mean", "jump_std"):
+        est, se = res.params[k][0], res.std_err[k][0]
+        assert np.isfinite(se) and abs(est - truth[k]) < 4 * se, (k, est, truth[k], se)
+
+
+def test_garch_degenerate_fits_are_flagged_and_fall_back():
+    """Oracles: (1) no_arch: on i.i.d. normal returns (seed 0) arch's MLE has alpha = 0; the
+    fallback is the documented EWMA-as-GARCH, whose sigma2_0 equals a brute-force run of
+    its recursion; (2) nu_floor: on GARCH-t data with nu = 2.5 the free fit's nu is below 4
+    and the default fit sits on the floor nu = 4; (3) fallback=False keeps the fit, flagged."""
+    r = np.random.default_rng(0).standard_normal(300) * 0.02
+    raw = fit_garch(r, fallback=False)
+    assert raw.flags == (("no_arch",),) and raw.fallback == ("",)
+    f = fit_garch(r)
+    assert f.fallback == ("ewma",)
+    p = {k: float(v[0]) for k, v in f.params.items()}
+    assert p["alpha"] == pytest.approx(0.06) and p["beta"] == pytest.approx(0.9999 - 0.06)
+    assert p["omega"] == pytest.approx((1 - 0.9999) * np.var(r), rel=1e-12)
+    s2 = np.mean((r - p["mu"]) ** 2)
+    for x in r:
+        s2 = p["omega"] + p["alpha"] * (x - p["mu"]) ** 2 + p["beta"] * s2
+    assert f.model.sigma2_0[0] == pytest.approx(s2, rel=1e-10)
+    assert f.summary().attrs["fallback"] == {"asset0": "ewma"}
+    heavy = GARCH(omega=2e-5, alpha=0.08, beta=0.88, dist="t", nu=2.5)
+    y = _returns(heavy, 3000, seed=3)
+    free = fit_garch(y, dist="t", min_nu=None)
+    assert free.params["nu"][0] < 4.0 and "nu_floor" not in free.flags[0]
+    floored = fit_garch(y, dist="t")
+    assert floored.params["nu"][0] == pytest.approx(4.0, abs=1e-6)
+    assert "nu_floor" in floored.flags[0] and "nu_floor" in floored.fallback[0]
+    assert floored.loglik <= free.loglik + 1e-6        # a constrained MLE
+
+
+@pytest.mark.skipif(not (DATA / "btc_usd_daily.csv").is_file(),
+                    reason="real market data (../shared/data) not available")
+def test_gamma_minus_alpha_falls_back_to_the_symmetric_fit():
+    """Oracle: the symmetric GARCH-t fit itself. On the BTC window 2023-04-15 .. 2024-04-13
+    the GJR-t MLE has gamma = -alpha (falls do not move the variance); the fallback equals
+    fit_garch(gjr=False) on the same returns, with gamma = 0."""
+    r = read_prices(DATA / "btc_usd_daily.csv").log_returns()[1200:1565]
+    f = fit_garch(r, dist="t", gjr=True)
+    assert "gamma_minus_alpha" in f.flags[0] and "symmetric" in f.fallback[0]
+    sym = fit_garch(r, dist="t", gjr=False)
+    assert f.params["gamma"][0] == 0.0
+    for k in ("omega", "alpha", "beta", "nu"):
+        assert f.params[k][0] == pytest.approx(sym.params[k][0], rel=1e-10)
+    assert f.model.sigma2_0[0] == pytest.approx(sym.model.sigma2_0[0], rel=1e-10)
