@@ -1,11 +1,11 @@
 """The fused per-account kernel for weighted scenarios (estimators: :mod:`.weighted`).
 
 Per account: the loss vector from the unit P&L and the CSR holdings (as the unweighted
-kernel of :mod:`.revalue`), then a partial selection: the ``m`` largest losses (a bounded
-heap), gathered with their scenarios and ranked by (loss descending, scenario ascending).
-``m`` starts at ``m0`` and doubles until the candidates reach every rank an estimate needs
-(each level's VaR and the lower end of its Woodruff interval), so the result equals the
-sort-based reference of
+kernel of :mod:`.revalue`), then a partial selection: the ``m`` largest losses (a
+threshold from ``numpy.partition``) are gathered with their scenarios and masses, and
+weighted quickselects in the ranking order (loss descending, scenario ascending) place
+each level's VaR and Woodruff bounds, no sort. ``m`` starts at ``m0`` and doubles until the
+candidates reach every rank an estimate needs, so the result equals the sort-based reference of
 :func:`marginlab.simulate.weighted.weighted_var_es`. Each account is computed alone in its
 own buffers: results do not depend on threads or account blocks.
 """
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._numba import kernel, parallel_kernel, prange
+from ._numba import inline_kernel, kernel, parallel_kernel, prange
 
 _ACC_BLOCK = 64
 
@@ -25,72 +25,55 @@ MASS_SNAP = 1e-10
 scenario), as ``n (1 - level)`` is snapped to an integer in the unweighted estimators."""
 
 
-@kernel
-def _kth_largest(loss, m, heap):
-    # The m-th largest value of loss (a bounded min-heap of size m in heap[:m]).
-    n = loss.shape[0]
-    for i in range(m):
-        heap[i] = loss[i]
-    for start in range(m // 2 - 1, -1, -1):
-        i = start
-        x = heap[i]
-        while True:
-            c = 2 * i + 1
-            if c >= m:
-                break
-            if c + 1 < m and heap[c + 1] < heap[c]:
-                c += 1
-            if heap[c] < x:
-                heap[i] = heap[c]
-                i = c
-            else:
-                break
-        heap[i] = x
-    for s in range(m, n):
-        x = loss[s]
-        if x > heap[0]:
-            i = 0
-            while True:
-                c = 2 * i + 1
-                if c >= m:
-                    break
-                if c + 1 < m and heap[c + 1] < heap[c]:
-                    c += 1
-                if heap[c] < x:
-                    heap[i] = heap[c]
-                    i = c
-                else:
-                    break
-            heap[i] = x
-    return heap[0]
+@inline_kernel
+def _before(cv, ci, a, b):
+    # Candidate a is ranked before candidate b: larger loss, or equal loss and earlier.
+    return cv[a] > cv[b] or (cv[a] == cv[b] and ci[a] < ci[b])
+
+
+@inline_kernel
+def _swap(cv, ci, cp, a, b):
+    cv[a], cv[b] = cv[b], cv[a]
+    ci[a], ci[b] = ci[b], ci[a]
+    cp[a], cp[b] = cp[b], cp[a]
 
 
 @kernel
-def _first_above(cum, nc, m):
-    # min{t < nc : cum[t] > m}, or -1.
-    for t in range(nc):
-        if cum[t] > m:
-            return t
+def _wselect(cv, ci, cp, lo, hi, acc, target):
+    # Weighted quickselect over the candidates (loss cv, scenario ci, mass cp) at positions
+    # [lo, hi), all ranked after those at positions < lo, whose mass is ``acc``: reorder
+    # them so that position t holds the first-ranked candidate whose cumulative mass (itself
+    # and every candidate ranked before it) exceeds ``target``, and positions in [lo, t)
+    # the candidates of the range ranked before it; return t (-1 if the mass never exceeds
+    # it). Median-of-three pivots in the (strict, total) ranking order; expected O(hi - lo).
+    while lo < hi:
+        if hi - lo == 1:
+            return lo if acc + cp[lo] > target else -1
+        mid = (lo + hi) >> 1
+        e = hi - 1
+        # median of (lo, mid, e) by rank -> position e
+        if _before(cv, ci, mid, lo):
+            _swap(cv, ci, cp, mid, lo)
+        if _before(cv, ci, e, lo):
+            _swap(cv, ci, cp, e, lo)
+        if _before(cv, ci, mid, e):
+            _swap(cv, ci, cp, mid, e)
+        store = lo
+        m_before = 0.0
+        for t in range(lo, e):
+            if _before(cv, ci, t, e):
+                m_before += cp[t]
+                _swap(cv, ci, cp, t, store)
+                store += 1
+        _swap(cv, ci, cp, store, e)
+        if acc + m_before > target:
+            hi = store
+        elif acc + m_before + cp[store] > target:
+            return store
+        else:
+            acc += m_before + cp[store]
+            lo = store + 1
     return -1
-
-
-@kernel
-def _covered(cum, nc, ranked, p, p2, beta, z):
-    # Do the nc candidates reach every rank an estimate needs: the VaR of each level and
-    # the lower end of its Woodruff interval (tail mass beta + z sigma_F)?
-    for li in range(beta.shape[0]):
-        b = beta[li]
-        ts = _first_above(cum, nc, b + MASS_SNAP)
-        if ts < 0:
-            return False
-        p2t = 0.0
-        for t in range(ts):
-            p2t += p[ranked[t]] * p[ranked[t]]
-        a = 1.0 - b
-        lo_m = b + z * math.sqrt(p2t * a * a + (p2 - p2t) * b * b)
-        if lo_m < 1.0 and _first_above(cum, nc, lo_m) < 0:
-            return False
-    return True
 
 
 @kernel
@@ -100,10 +83,10 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
     n = U.shape[1]
     n_levels = beta.shape[0]
     loss = np.empty(n)
-    heap = np.empty(n)
-    cand = np.empty(n, np.int64)
-    neg = np.empty(n)
-    cum = np.empty(n)
+    cv = np.empty(n)
+    ci = np.empty(n, np.int64)
+    cp = np.empty(n)
+    res = np.empty((n_levels, 5))
     for acc in range(a_lo, a_hi):
         loss[:] = 0.0
         for k in range(indptr[acc], indptr[acc + 1]):
@@ -113,70 +96,83 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                 loss[s] -= q * U[row, s]
         m = m0
         while True:
-            thr = _kth_largest(loss, m, heap) if m < n else -np.inf
+            thr = np.partition(loss, n - m)[n - m] if m < n else -np.inf
             nc = 0
             for s in range(n):
                 if loss[s] >= thr:
-                    cand[nc] = s
-                    neg[nc] = -loss[s]
+                    cv[nc] = loss[s]
+                    ci[nc] = s
+                    cp[nc] = p[s]
                     nc += 1
-            order = np.argsort(neg[:nc], kind="mergesort")  # stable: ties by scenario index
-            ranked = cand[:nc][order]
-            c = 0.0
-            for t in range(nc):
-                c += p[ranked[t]]
-                cum[t] = c
-            if m >= n or _covered(cum, nc, ranked, p, p2, beta, z):
+            ok = True
+            for li in range(n_levels):
+                b = beta[li]
+                a = 1.0 - b
+                ts = _wselect(cv, ci, cp, 0, nc, 0.0, b + MASS_SNAP)
+                if ts < 0:
+                    ok = False
+                    break
+                p2t = 0.0
+                m_ts = 0.0
+                for t in range(ts):
+                    p2t += cp[t] * cp[t]
+                    m_ts += cp[t]
+                sf = math.sqrt(p2t * a * a + (p2 - p2t) * b * b)
+                lo_m = b + z * sf
+                hi_m = b - z * sf
+                # The bounds are selected inside [ts + 1, nc) and [0, ts): the VaR stays at
+                # ts with exactly the candidates ranked before it at positions < ts.
+                v_lo = -np.inf
+                if lo_m < 1.0:
+                    if m_ts + cp[ts] > lo_m:
+                        v_lo = cv[ts]
+                    else:
+                        t_lo = _wselect(cv, ci, cp, ts + 1, nc, m_ts + cp[ts], lo_m)
+                        if t_lo < 0 and m < n:
+                            ok = False
+                            break
+                        if t_lo >= 0:
+                            v_lo = cv[t_lo]
+                v_hi = np.inf
+                if hi_m > 0.0:
+                    if m_ts > hi_m:
+                        v_hi = cv[_wselect(cv, ci, cp, 0, ts, 0.0, hi_m)]
+                    else:
+                        v_hi = cv[ts]
+                qv = cv[ts]
+                exc = 0.0
+                for t in range(ts):
+                    exc += cp[t] * (cv[t] - qv)
+                es = qv + exc / b
+                ev = 0.0
+                for t in range(ts):
+                    psi = qv - es + (cv[t] - qv) / b
+                    ev += cp[t] * cp[t] * psi * psi
+                ev += (p2 - p2t) * (qv - es) * (qv - es)
+                res[li, 0] = qv
+                res[li, 1] = es
+                res[li, 2] = v_lo
+                res[li, 3] = v_hi
+                res[li, 4] = math.sqrt(max(ev, 0.0))
+                if alloc:
+                    for k in range(indptr[acc], indptr[acc + 1]):
+                        q = qty[k]
+                        row = indices[k]
+                        base = -q * U[row, ci[ts]]
+                        ce = 0.0
+                        for t in range(ts):
+                            ce += cp[t] * (-q * U[row, ci[t]] - base)
+                        out_alloc_var[li, k] = base
+                        out_alloc_es[li, k] = base + ce / b
+            if ok or m >= n:
                 break
             m = min(n, 2 * m)
         for li in range(n_levels):
-            b = beta[li]
-            ts = _first_above(cum, nc, b + MASS_SNAP)
-            if ts < 0:
-                ts = nc - 1
-            s_star = ranked[ts]
-            qv = loss[s_star]
-            exc = 0.0
-            p2t = 0.0
-            for t in range(ts):
-                s = ranked[t]
-                exc += p[s] * (loss[s] - qv)
-                p2t += p[s] * p[s]
-            es = qv + exc / b
-            ev = 0.0
-            for t in range(ts):
-                s = ranked[t]
-                psi = qv - es + (loss[s] - qv) / b
-                ev += p[s] * p[s] * psi * psi
-            ev += (p2 - p2t) * (qv - es) * (qv - es)
-            a = 1.0 - b
-            sf = math.sqrt(p2t * a * a + (p2 - p2t) * b * b)
-            lo_m = b + z * sf
-            hi_m = b - z * sf
-            v_lo = -np.inf
-            if lo_m < 1.0:
-                t_lo = _first_above(cum, nc, lo_m)
-                if t_lo >= 0:
-                    v_lo = loss[ranked[t_lo]]
-            v_hi = np.inf
-            if hi_m > 0.0:
-                v_hi = loss[ranked[_first_above(cum, nc, hi_m)]]
-            out_var[li, acc] = qv
-            out_es[li, acc] = es
-            out_var_lo[li, acc] = v_lo
-            out_var_hi[li, acc] = v_hi
-            out_es_se[li, acc] = math.sqrt(max(ev, 0.0))
-            if alloc:
-                for k in range(indptr[acc], indptr[acc + 1]):
-                    q = qty[k]
-                    row = indices[k]
-                    base = -q * U[row, s_star]
-                    ce = 0.0
-                    for t in range(ts):
-                        s = ranked[t]
-                        ce += p[s] * (-q * U[row, s] - base)
-                    out_alloc_var[li, k] = base
-                    out_alloc_es[li, k] = base + ce / b
+            out_var[li, acc] = res[li, 0]
+            out_es[li, acc] = res[li, 1]
+            out_var_lo[li, acc] = res[li, 2]
+            out_var_hi[li, acc] = res[li, 3]
+            out_es_se[li, acc] = res[li, 4]
 
 
 @parallel_kernel
