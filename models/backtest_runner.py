@@ -429,6 +429,18 @@ def _refit_arg(text: str) -> int | dict[str, int]:
     return out["*"] if list(out) == ["*"] else out
 
 
+def _move_cap_arg(text: str) -> float | str | None:
+    """``--move-cap``: 'history', 'none' or a positive log move."""
+    t = str(text).strip().lower()
+    if t in ("history", "none"):
+        return None if t == "none" else "history"
+    try:
+        return float(t)
+    except ValueError:
+        raise ValueError(f"--move-cap must be 'history', 'none' or a number, got {text!r}"
+                         ) from None
+
+
 def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``backtest`` subcommand to an ``argparse`` subparsers object.
 
@@ -455,6 +467,14 @@ def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--level", type=float, default=0.99, help="VaR/ES level (default 0.99)")
     b.add_argument("--horizon", type=int, default=2, help="MPOR in days (default 2)")
     b.add_argument("--lookback", type=int, default=365, help="look-back days (default 365)")
+    b.add_argument("--min-lookback", type=int, default=None, metavar="DAYS",
+                   help="start once this many days of returns exist, the window growing to "
+                   "--lookback (default: a full look-back from the start)")
+    b.add_argument("--horizon-hours", type=int, default=None, metavar="HOURS",
+                   help="MPOR in hours for sub-daily data (e.g. 8); overrides --horizon")
+    b.add_argument("--move-cap", default="history", metavar="CAP",
+                   help="cap on simulated MPOR log moves: 'history' (1.5 x the largest move "
+                   "so far, default), a number (log move) or 'none'")
     b.add_argument("--refit-every", type=_refit_arg, default=20, metavar="DAYS",
                    help="days between refits (default 20); per method as e.g. "
                    "'20,merton=60'")
@@ -491,7 +511,9 @@ def backtest_command(args: argparse.Namespace) -> int:
                        horizon_days=args.horizon, lookback_days=args.lookback,
                        refit_every=args.refit_every, portfolio=args.positions,
                        n_scenarios=args.scenarios, seed=args.seed, measure=args.measure,
-                       column=args.column, workers=args.workers, verbose=not args.quiet)
+                       column=args.column, workers=args.workers, verbose=not args.quiet,
+                       min_lookback_days=args.min_lookback, horizon_hours=args.horizon_hours,
+                       move_cap=_move_cap_arg(args.move_cap))
     paths = res.write(args.output, plots=not args.no_plots)
     with pd.option_context("display.width", 160, "display.max_columns", 30,
                            "display.float_format", "{:,.4g}".format):

@@ -594,3 +594,28 @@ def test_hourly_and_flags_on_real_btc_perp():
     row = r8.table().set_index("method").loc["garch_t"]
     assert row["n_flagged_fits"] == n_flag
     assert row["n_refits"] == len(range(0, s.size - 1 - 720 - 8 + 1, 120))
+
+
+def test_cli_min_lookback_horizon_hours_and_move_cap(tmp_path):
+    """Oracle (CLI contract = API): ``--min-lookback 50 --lookback 100`` starts at the 50th
+    return, as run_backtest(min_lookback_days=50): n_days = n - 1 - 50; ``--move-cap none``
+    and a number parse to None and a float."""
+    path = simulate_paths(GBM(0.0, 0.6), 30_000.0, n_steps=159, dt=1 / 365, n_paths=1,
+                          seed=9)[0, :, 0]
+    csv = tmp_path / "btc.csv"
+    pd.DataFrame({"date": pd.date_range("2022-01-01", periods=160).strftime("%Y-%m-%d"),
+                  "close": path}).to_csv(csv, index=False)
+    parser = argparse.ArgumentParser(prog="marginlab")
+    add_backtest_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "out"
+    args = parser.parse_args(["backtest", str(csv), "--methods", "hs", "--lookback", "100",
+                              "--min-lookback", "50", "--positions", "long", "--move-cap",
+                              "none", "--output", str(out), "--quiet", "--no-plots"])
+    assert args.func(args) == 0
+    table = pd.read_csv(out / "backtest_table.csv")
+    assert table["n_days"].tolist() == [160 - 1 - 50]
+    api = run_backtest(_series(path), methods="hs", lookback_days=100, min_lookback_days=50,
+                       portfolio="long", move_cap=None)
+    assert api.table()["exceptions"].tolist() == table["exceptions"].tolist()
+    capped = parser.parse_args(["backtest", str(csv), "--move-cap", "0.7"])
+    assert capped.move_cap == "0.7" and capped.horizon_hours is None
