@@ -10,6 +10,7 @@ HTTP service.
 
 from .engine import MarginEngine, MarginEvent, MarketUpdate, RemarginPolicy, WhatIf
 from .replay import ReplayResult, add_replay_parser, replay, synthetic_history
+from .service import add_serve_parser
 
 __all__ = [
     "MarginEngine",
@@ -21,4 +22,5 @@ __all__ = [
     "replay",
     "synthetic_history",
     "add_replay_parser",
+    "add_serve_parser",
 ]

@@ -993,36 +993,49 @@ class MarginEngine:
                 vol.update({str(k).upper(): v for k, v in vols.items()})
             market = MarketState(spot=spot, vol=vol, rate=self.market.rate)  # validates
             t_sec = _time_seconds(time)
-            self._tick += 1
-            self._time = time
-            self.market = market
-            self._marks(market)
-            pol = self.policy
-            if full is None:
-                full = False
-                if pol.every_ticks is not None:
-                    full |= self._tick - self._last_full_tick >= pol.every_ticks
-                if pol.every_seconds is not None and t_sec is not None:
-                    full |= (self._last_full_time is None
-                             or t_sec - self._last_full_time >= pol.every_seconds)
-                if pol.price_move is not None:
-                    und = [u for u in self._full_market.spot if u in market.spot]
-                    old = self._full_market.prices(und)
-                    new = market.prices(und)
-                    full |= bool(np.any(np.abs(new / old - 1.0) > pol.price_move))
-            if full:
-                self._full_remargin()
-                return MarketUpdate(self._tick, time, True, len(self._account_ids),
-                                    self._events())
-            self._remark_all()
-            n_exact = 0
-            if pol.ratio_band is not None:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    band = np.flatnonzero((self._mb <= 0)
-                                          | (self._mm >= pol.ratio_band * self._mb))
-                if band.size:
-                    self._revalue(market)
-                    self._risk_of(band)
-                    self._remark_all()
-                    n_exact = int(band.size)
-            return MarketUpdate(self._tick, time, False, n_exact, self._events())
+            saved = (self._tick, self._time, self.market, self._spot, self._value, self._scale)
+            try:
+                return self._update(market, time, t_sec, full)
+            except BaseException:
+                # Nothing half-applied: a failure before the new state is complete restores
+                # the marks (U, risk and balances are only replaced once fully computed).
+                (self._tick, self._time, self.market, self._spot, self._value,
+                 self._scale) = saved
+                self._remark_all()
+                raise
+
+    def _update(self, market: MarketState, time: Any, t_sec: float | None,
+                full: bool | None) -> MarketUpdate:
+        self._tick += 1
+        self._time = time
+        self.market = market
+        self._marks(market)
+        pol = self.policy
+        if full is None:
+            full = False
+            if pol.every_ticks is not None:
+                full |= self._tick - self._last_full_tick >= pol.every_ticks
+            if pol.every_seconds is not None and t_sec is not None:
+                full |= (self._last_full_time is None
+                         or t_sec - self._last_full_time >= pol.every_seconds)
+            if pol.price_move is not None:
+                und = [u for u in self._full_market.spot if u in market.spot]
+                old = self._full_market.prices(und)
+                new = market.prices(und)
+                full |= bool(np.any(np.abs(new / old - 1.0) > pol.price_move))
+        if full:
+            self._full_remargin()
+            return MarketUpdate(self._tick, time, True, len(self._account_ids),
+                                self._events())
+        self._remark_all()
+        n_exact = 0
+        if pol.ratio_band is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                band = np.flatnonzero((self._mb <= 0)
+                                      | (self._mm >= pol.ratio_band * self._mb))
+            if band.size:
+                self._revalue(market)
+                self._risk_of(band)
+                self._remark_all()
+                n_exact = int(band.size)
+        return MarketUpdate(self._tick, time, False, n_exact, self._events())
