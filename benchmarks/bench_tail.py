@@ -46,7 +46,7 @@ class Sizes:
 
 FULL = Sizes(accounts=1_000, scenarios=4_096, reps=60, cost_accounts=20_000,
              cost_scenarios=8_192, cost_repeat=3)
-QUICK = Sizes(accounts=100, scenarios=1_024, reps=6, cost_accounts=300, cost_scenarios=1_024,
+QUICK = Sizes(accounts=60, scenarios=1_024, reps=4, cost_accounts=300, cost_scenarios=1_024,
               cost_repeat=1)
 
 
