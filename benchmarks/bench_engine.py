@@ -38,10 +38,15 @@ class Sizes:
     samples: int  # what-if calls timed (hot); cold: samples // 5
     repeat: int
     ticks: int
+    http_accounts: int  # the service's synthetic book
+    http_clients: int
+    http_requests: int  # per client
 
 
-FULL = Sizes(accounts=100_000, scenarios=10_000, samples=5_000, repeat=2, ticks=20)
-QUICK = Sizes(accounts=2_000, scenarios=1_000, samples=200, repeat=1, ticks=3)
+FULL = Sizes(accounts=100_000, scenarios=10_000, samples=5_000, repeat=2, ticks=20,
+             http_accounts=10_000, http_clients=8, http_requests=250)
+QUICK = Sizes(accounts=2_000, scenarios=1_000, samples=200, repeat=1, ticks=3,
+              http_accounts=200, http_clients=4, http_requests=10)
 
 
 def make_context(quick: bool) -> Context:
@@ -188,8 +193,117 @@ def bench_remark(ctx: Context) -> list[Row]:
                 note="median of ticks")]
 
 
+_SERVE = ("import argparse, sys\n"
+          "from marginlab.models.engine import add_serve_parser\n"
+          "p = argparse.ArgumentParser(prog='marginlab')\n"
+          "add_serve_parser(p.add_subparsers())\n"
+          "a = p.parse_args(sys.argv[1:])\n"
+          "sys.exit(a.func(a))\n")
+
+
+def bench_service(ctx: Context) -> list[Row]:
+    """Loopback load test: ``marginlab serve`` in a subprocess, ``http_clients`` threads each
+    sending ``http_requests`` what-if requests (httpx, keep-alive), bounded in count and by a
+    10-minute deadline; any error fails the benchmark."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    s = ctx.sizes
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "bench-token-0123456789"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, "serve", "--accounts", str(s.http_accounts),
+         "--scenarios", str(s.scenarios), "--seed", str(SEED), "--port", str(port)],
+        env=dict(os.environ, MARGINLAB_TOKEN=token), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600.0
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in 600 s")
+            time.sleep(0.25)
+        from marginlab.models import make_book
+
+        book = make_book(s.http_accounts, seed=SEED)
+        inst = book.instruments
+        ids = inst.loc[inst["type"] != "inverse_option", "instrument_id"].to_numpy(str)
+        accs = book.account_ids.astype(str)
+        lat: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def client(k: int) -> None:
+            rng = np.random.default_rng(SEED + k)
+            mine = []
+            with httpx.Client(base_url=url, timeout=60.0) as c:
+                for _ in range(s.http_requests):
+                    body = {"account_id": str(rng.choice(accs)), "trades": [
+                        {"instrument_id": str(rng.choice(ids)), "quantity": 1.0}]}
+                    t0 = time.perf_counter()
+                    r = c.post("/what-if", json=body)
+                    mine.append(time.perf_counter() - t0)
+                    if r.status_code != 200:
+                        with lock:
+                            errors.append(f"{r.status_code} {r.text[:200]}")
+            with lock:
+                lat.extend(mine)
+
+        with httpx.Client(base_url=url, timeout=60.0) as c:  # warm-up: compile, caches
+            for a in accs[:20]:
+                c.post("/what-if", json={"account_id": str(a), "trades": [
+                    {"instrument_id": str(ids[0]), "quantity": 1.0}]})
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(s.http_clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600.0)
+        wall = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
+    n = len(lat)
+    ms = np.array(lat) * 1e3
+    rps = n / wall
+    p50, p99 = float(np.median(ms)), float(np.percentile(ms, 99))
+    ctx.notes.append(
+        f"service: {s.http_clients} concurrent clients x {s.http_requests} what-if requests "
+        f"(random account of a {s.http_accounts:,}-account book, one random trade; "
+        f"{s.scenarios:,} scenarios) over loopback: {n:,} requests in {wall:.1f} s, "
+        f"{rps:,.0f} requests/s, latency p50 {p50:.2f} ms, p99 {p99:.2f} ms, max "
+        f"{ms.max():.1f} ms, 0 errors. Client threads share the 2 cores with the server.")
+    return [
+        Row("service.what_if throughput", rps, "req/s", float(s.http_clients),
+            "clients", rps / s.http_clients, note=f"{n:,} requests, 0 errors"),
+        Row("service.what_if p50", p50, "ms", 1.0, "1 ms", p50),
+        Row("service.what_if p99", p99, "ms", 1.0, "1 ms", p99),
+    ]
+
+
 BENCHMARKS = [
     Benchmark("what_if", bench_what_if, "what-if latency distribution, 50 holdings, 10k scen"),
     Benchmark("remargin", bench_remargin, "full re-margin vs batch portfolio_risk, 100k accts"),
     Benchmark("remark", bench_remark, "per-tick linear re-mark of every account"),
+    Benchmark("service", bench_service, "HTTP what-if under a bounded loopback load test"),
 ]

@@ -99,10 +99,12 @@ def test_rejects_an_unknown_name():
 
 
 def test_engine_benchmark_reports(quick_run):
-    """The live-engine subject reports its what-if latency, full re-margin and re-mark rows."""
+    """The live-engine subject reports its what-if latency, full re-margin, re-mark and HTTP
+    load-test rows."""
     results, _, _ = quick_run
     rows = results["subjects"]["engine"]["rows"]
     names = {row["name"].split(" ")[0] for row in rows}
-    assert {"what_if.median", "what_if.p99", "remargin.full", "remark.tick"} <= names
+    assert {"what_if.median", "what_if.p99", "remargin.full", "remark.tick",
+            "service.what_if"} <= names
     for row in rows:
         assert math.isfinite(row["ratio"]) and row["ratio"] > 0.0, row["name"]
