@@ -161,3 +161,29 @@ def test_merton_qmc_mean_price_and_garch_refused():
     with pytest.raises(ValueError, match="mixture_scale"):
         monte_carlo_scenarios(MODEL, MARKET, ["BTC", "ETH"], horizon_days=2, n_scenarios=100,
                               seed=1, sampling="mixture", mixture_scale=0.5)
+
+
+def test_scenario_set_fields_and_rqmc_error_bar():
+    """Oracle: the validation contract of ScenarioSet's new fields, and the definition of the
+    randomised-QMC error bar: portfolio_risk's es_se equals sd(ES of each randomisation,
+    ddof=1) / sqrt(R), computed here group by group with portfolio_risk on plain sets, and
+    the point estimate is the ES of the pooled set."""
+    from marginlab.models.scenarios import ScenarioSet
+
+    p = np.full((8, 1), 100.0)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        ScenarioSet(("X",), p, np.ones_like(p), 0.01, weights=np.ones(7))
+    with pytest.raises(ValueError, match="randomizations=3 must divide"):
+        ScenarioSet(("X",), p, np.ones_like(p), 0.01, randomizations=3)
+    book = _book("perp")
+    sc = monte_carlo_scenarios(MODEL, MARKET, ["BTC", "ETH"], horizon_days=H_DAYS,
+                               n_scenarios=2048, seed=5, sampling="qmc", randomizations=8)
+    r = portfolio_risk(book, MARKET, sc, levels=A, allocate=False)
+    groups = []
+    for g in range(8):
+        sub = ScenarioSet(sc.underlyings, sc.prices[g * 256:(g + 1) * 256],
+                          sc.vol_shock[g * 256:(g + 1) * 256], sc.horizon)
+        groups.append(portfolio_risk(book, MARKET, sub, levels=A, allocate=False).es[0, 0])
+    pooled = ScenarioSet(sc.underlyings, sc.prices, sc.vol_shock, sc.horizon)
+    assert r.es[0, 0] == portfolio_risk(book, MARKET, pooled, levels=A).es[0, 0]
+    assert r.es_se[0, 0] == pytest.approx(np.std(groups, ddof=1) / math.sqrt(8), rel=1e-12)
