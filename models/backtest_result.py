@@ -119,7 +119,8 @@ class BacktestResult:
 
         Both are shown as a fraction of notional. Red crosses: exceptions on the
         non-overlapping test dates (the ones the tests count); grey dots: exceptions on the
-        other dates. Returns the matplotlib Figure.
+        other dates. The panel label counts the refits whose fit was flagged degenerate.
+        Returns the matplotlib Figure.
         """
         import matplotlib.pyplot as plt
 
@@ -143,7 +144,14 @@ class BacktestResult:
                     label=f"exception ({int((exc & tst).sum())} counted)")
             ax.plot(x[exc & ~tst], loss[exc & ~tst], ".", color="0.35", ms=4,
                     label="exception, overlapping date")
-            ax.set_ylabel(f"{m}\n/ notional", fontsize=8)
+            label = f"{m}\n/ notional"
+            runs = self.runs
+            if "n_flagged_fits" in runs.columns:
+                rr = runs[(runs["asset"] == asset) & (runs["method"] == m)]
+                if len(rr) and int(rr["n_refits"].iloc[0]) > 0:
+                    label += (f"\n{int(rr['n_flagged_fits'].iloc[0])}/"
+                              f"{int(rr['n_refits'].iloc[0])} fits flagged")
+            ax.set_ylabel(label, fontsize=8)
             ax.legend(fontsize=7, loc="upper left", ncol=4)
         s = self.settings
         fig.suptitle(f"{asset} {position}: {s['level']:.1%} {s['horizon_days']}-day margin "
