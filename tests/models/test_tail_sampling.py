@@ -187,3 +187,21 @@ def test_scenario_set_fields_and_rqmc_error_bar():
     pooled = ScenarioSet(sc.underlyings, sc.prices, sc.vol_shock, sc.horizon)
     assert r.es[0, 0] == portfolio_risk(book, MARKET, pooled, levels=A).es[0, 0]
     assert r.es_se[0, 0] == pytest.approx(np.std(groups, ddof=1) / math.sqrt(8), rel=1e-12)
+
+
+def test_monte_carlo_margin_passes_sampling_through():
+    """Oracle (law): MonteCarloMargin(sampling=...) draws the same set as
+    monte_carlo_scenarios with the same options (zero drift: the model's mu is already 0,
+    cap: moves of 2 days never reach it), weights included, and its IM is the weighted ES."""
+    from marginlab.models.margin.risk_based import MonteCarloMargin
+
+    m = MonteCarloMargin(MODEL, ["BTC", "ETH"], n_scenarios=2048, seed=4, sampling="mixture")
+    sc = m.scenarios(MARKET)
+    ref = monte_carlo_scenarios(MODEL, MARKET, ["BTC", "ETH"], horizon_days=2.0,
+                                n_scenarios=2048, seed=4, sampling="mixture")
+    np.testing.assert_array_equal(sc.weights, ref.weights)
+    np.testing.assert_array_equal(sc.prices, ref.prices)
+    book = _book("perp")
+    res = m.compute(book, MARKET)
+    es = portfolio_risk(book, MARKET, ref, levels=0.99).es[0, 0]
+    assert res.im[0] == max(es, 0.0)
