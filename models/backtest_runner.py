@@ -78,6 +78,20 @@ Acerbi-Szekely Z2 with the null simulated under the model: on each test date
 ``n_z2_sims`` losses are drawn from that date's own scenario losses
 (:func:`~marginlab.models.backtest.resample_scenarios`).
 
+Sub-daily data, the move cap and degenerate fits
+------------------------------------------------
+Hourly (or any whole number of hours dividing 24) closes are accepted: every close is a
+margin date, ``horizon_hours`` sets an MPOR such as 8 h or 24 h, and the day counts
+(look-back, refit interval) are converted to steps; the models are fitted on the per-step
+returns with ``step`` = the data's step. Every Monte Carlo scenario's MPOR log move is capped
+(``move_cap="history"``: 1.5 x the largest MPOR move in the prices up to the margin date,
+:mod:`marginlab.models.move_cap`), so that the ES of a short under Student-t innovations is
+finite and seed-stable. GARCH-family refits whose fit was degenerate (see
+:func:`~marginlab.models.calibration.fit_garch`) are counted in the table
+(``n_flagged_fits``, ``n_fallback_fits``) and by kind in ``runs`` (``fit_flags``). The Z2 null
+of a method is drawn from a stream keyed by its name, so it does not depend on the other
+methods of the run.
+
 Procyclicality and anti-procyclicality
 --------------------------------------
 Measured on the margin **rate** :math:`m_t / N_t` (a position re-sized daily to a constant
