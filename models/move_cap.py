@@ -43,9 +43,9 @@ Calibrating the cap
 :func:`move_cap_from_history` sets :math:`c` as a CCP sets a scan-range cap: ``multiple``
 times the largest absolute ``horizon``-step log move observed in the history available at
 the margin date (an expanding window, as the EMIR 10-year floor), never below ``floor``.
-With BTC daily closes since 2020 the largest 2-day move is about 0.51 (12-13 March 2020);
-``multiple=1.5`` gives :math:`c \approx 0.77`: a long loses at most 54 % and a short at
-most 116 % of notional over two days.
+With BTC daily closes since 2020 the largest 1-day and 2-day moves are both about 0.465
+(12 March 2020, and 10-12 March); ``multiple=1.5`` gives :math:`c \approx 0.70`: a long
+loses at most 50 % and a short at most 101 % of notional over the MPOR.
 
 Without any history, :data:`DEFAULT_MOVE_CAP` (:math:`c = 1`, a factor :math:`e` either
 way) applies: looser than any crypto move seen, tight enough to bound the ES.
