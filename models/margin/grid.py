@@ -304,13 +304,16 @@ class SpanLike:
         Short option minimum (SOM) per unit of the underlying of short options, as a
         fraction of today's price, in [0, 1) (CME quotes a percentage of the outright
         futures margin: ``percentage x price_scan``). Underlyings not listed: no minimum.
-    mm_fraction : float, default 1 / 1.1
-        MM = mm_fraction x IM, in (0, 1].
+    mm_fraction : float, optional
+        MM / IM, in (0, 1]: the reciprocal of ``initial_multiplier`` (give one of the two).
     horizon_days : float, default 0.0
         SPAN's look-ahead time in days, in [0, 365] (CME uses one trading day; 0 gives
         instantaneous shocks).
     include_collateral : bool, default True
         Put non-stable collateral on its underlying's grid (see the module notes).
+    initial_multiplier : float, optional
+        IM = initial_multiplier x MM, in [1, 10]; default 1.1 (CME's speculator initial
+        margin, 110 % of maintenance) unless ``mm_fraction`` is given.
     name : str, default "SPAN-like"
 
     Notes
@@ -339,8 +342,11 @@ class SpanLike:
     **Short option minimum** ``SOM_u = m_u x S x sum_{options j} max(-q_j, 0) x
     multiplier_j`` (per short option, calls and puts counted separately).
 
-    **Total.** ``IM_u = max(SR_u + SC_u, SOM_u)``, ``IM = sum_u IM_u`` (no inter-commodity
-    credit), ``MM = mm_fraction x IM``.
+    **Total.** The SPAN requirement ``R_u = max(SR_u + SC_u, SOM_u)``, summed over
+    underlyings (no inter-commodity credit), is the *maintenance* margin, as at CME:
+    ``MM = sum_u R_u`` and ``IM = initial_multiplier x MM`` (1.1 by default). ``details``
+    (``scanning_risk``, ``spread_charge``, ``short_option_minimum``) are maintenance-level
+    amounts; the allocation sums to IM (each contribution times the multiplier).
 
     ``driver`` is ``"<underlying> <scenario label>"`` of the underlying with the largest
     ``IM_u`` (or ``"<underlying> short option minimum"`` / ``"... intra-commodity spread
@@ -362,10 +368,11 @@ class SpanLike:
     the SPAN report documentation ("Risk Arrays", "Intra Spreads", "SOM Tiers"); CME
     advisories (e.g. 20-319) set "the SOM charge per short calls or short puts" as "a
     percentage of the outright margin on one underlying futures contract", i.e. our
-    ``short_option_minimum = percentage x price_scan``. Initial vs maintenance: CME
-    sets speculators' initial margin at 110 % of the maintenance requirement (e.g. CME
-    Clearing advisory 16-247: $25 Dow futures spec initial $17,875 vs maintenance $16,250),
-    hence the default ``mm_fraction = 1 / 1.1`` with IM computed from the parameters given.
+    ``short_option_minimum = percentage x price_scan``. Initial vs maintenance: the SPAN
+    result is the maintenance requirement (McMillan: "the SPAN requirement ... maintenance
+    margin" of $10,000 for the S&P future) and CME sets speculators' initial margin at
+    110 % of it (e.g. CME Clearing advisory 16-247: $25 Dow futures spec initial $17,875 vs
+    maintenance $16,250), hence the default ``initial_multiplier = 1.1``.
 
     Not modelled: inter-commodity credits, delivery-month charges, net option value
     (premium) adjustments, CME's tiered spread priorities and composite deltas averaged over
@@ -384,9 +391,10 @@ class SpanLike:
     extreme_cover: float = 0.35
     intra_spread_charge: Any = field(default_factory=dict)
     short_option_minimum: Any = field(default_factory=dict)
-    mm_fraction: float = 1.0 / 1.1
+    mm_fraction: float | None = None
     horizon_days: float = 0.0
     include_collateral: bool = True
+    initial_multiplier: float | None = None
     name: str = "SPAN-like"
 
     def __post_init__(self) -> None:
@@ -411,6 +419,19 @@ class SpanLike:
         sets(self, "short_option_minimum",
              _per_underlying("short_option_minimum", self.short_option_minimum, low=0.0,
                              high=1.0, high_open=True))
+        # IM = initial_multiplier x MM; mm_fraction (the runner's key) is its reciprocal
+        if self.initial_multiplier is not None and self.mm_fraction is not None:
+            raise ValueError(f"give initial_multiplier or mm_fraction, not both (got "
+                             f"{self.initial_multiplier!r} and {self.mm_fraction!r})")
+        if self.initial_multiplier is not None:
+            m = check_real("initial_multiplier", self.initial_multiplier, low=1.0, high=10.0)
+        elif self.mm_fraction is not None:
+            m = 1.0 / check_real("mm_fraction", self.mm_fraction, low=0.0, high=1.0,
+                                 low_open=True)
+        else:
+            m = 1.1
+        sets(self, "initial_multiplier", m)
+        sets(self, "mm_fraction", 1.0 / m)
         _check_common(self)
 
     # ------------------------------------------------------------------ scenarios
@@ -519,8 +540,9 @@ class SpanLike:
             _pick_driver(driver, best, im_g, labels)
         details = {"scanning_risk": tot_sr, "spread_charge": tot_sc,
                    "short_option_minimum": tot_som}
-        return _result(self.name, book, market, prep, im, self.mm_fraction * im, driver,
-                       contrib, details)
+        mult = self.initial_multiplier
+        return _result(self.name, book, market, prep, mult * im, im, driver, mult * contrib,
+                       details)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -571,6 +593,7 @@ def _has_options(prep: _Prepared, inst_cols: np.ndarray) -> bool:
 
 # ----------------------------------------------------------------------------- Deribit-like
 _VOL_NAMES = ("up", "same", "down")
+_COIN_TYPES = ("inverse_perp", "inverse_future", "inverse_option")
 
 
 @dataclass(frozen=True, eq=False)
@@ -612,6 +635,8 @@ class DeribitLike:
         Time passing in every scenario, days, in [0, 365].
     include_collateral : bool, default True
         Put non-stable collateral on its underlying's grid (see the module notes).
+    coin_margin : bool, default True
+        Measure coin-settled (inverse) holdings in their coin, as Deribit does (see Notes).
     name : str, default "Deribit-like"
 
     Notes
@@ -647,10 +672,20 @@ class DeribitLike:
     when it is an extended one) plus its own roll shock. ``details``: ``worst_case``,
     ``roll_shock`` (summed over underlyings).
 
-    Deribit measures the risk of coin-settled (inverse) contracts in coin; here every loss is
-    in USD at the scenario price, so a coin-margined account's USD IM differs from Deribit's
-    coin IM x today's price by the factor ``1 + m`` of the worst bucket (its risk *vector*
-    in coin is reproduced exactly: ``coin P&L = USD P&L / (S (1 + m))``).
+    **Currency of measurement** (``coin_margin=True``, default, as Deribit does). Deribit
+    keeps one portfolio per settlement currency: coin-settled contracts (``inverse_perp``,
+    ``inverse_future``, ``inverse_option``) are margined in their coin, USD(C)-settled ones in
+    USD. Each underlying therefore holds up to two portfolios, scanned separately and summed:
+    the USD one (linear contracts, USD options, spot) with losses in USD, and the coin one
+    (key ``"<U> (coin)"``) whose scenario P&L is the coin P&L, ``mult (1/S - 1/S')`` for an
+    inverse contract (= USD P&L / (1 + m)) and ``V'/S' - V/S`` for a coin-settled option,
+    times ``S`` to report it in USD at today's price. The coin IM is ``IM_coin = IM / S``.
+    Coin collateral is the coin portfolio's numeraire: it carries no risk there (with
+    ``coin_margin`` the ``include_collateral`` option has no effect on this method). A long
+    inverse perpetual of face ``N`` USD needs ``p / (1 - p) N`` (worst bucket ``-p``), a
+    short one ``p / (1 + p) N``; measured in USD both would need ``p N`` (16 % low and
+    14 % high). ``coin_margin=False`` measures every holding in USD on one grid per underlying
+    (the behaviour before issue 13).
 
     SOURCES: Deribit support, "Portfolio Margin" (S:PM: maximum price move e.g. +-16 % in 9
     evenly spaced buckets including zero; vol range up, same, down per bucket; extended
@@ -691,6 +726,7 @@ class DeribitLike:
     mm_fraction: float = 0.8
     horizon_days: float = 0.0
     include_collateral: bool = True
+    coin_margin: bool = True
     name: str = "Deribit-like"
 
     def __post_init__(self) -> None:
@@ -716,6 +752,8 @@ class DeribitLike:
         sets(self, "dampener", _per_underlying("dampener", self.dampener, low=0.0))
         for name in ("min_annual_move", "annual_move_risk"):
             sets(self, name, _per_underlying(name, getattr(self, name), low=0.0, high=1.0))
+        if not isinstance(self.coin_margin, (bool, np.bool_)):
+            raise TypeError(f"coin_margin must be a bool, got {self.coin_margin!r}")
         _check_common(self)
 
     # ------------------------------------------------------------------ scenarios
@@ -779,19 +817,54 @@ class DeribitLike:
             s0 = market.price(g)
             U = _unit_grid(prep, market, inst_cols, coll_cols, s0, inst_moves, vf, clamped)
             cols = np.concatenate([inst_cols, coll_cols])
-            raw = _losses(prep, cols, U)
-            out[g] = {"cols": cols, "U": U, "s0": s0, "std": std, "raw": raw,
-                      "labels": tab["label"].to_numpy(), "vol_idx": vol_idx}
+            common = {"g": g, "s0": s0, "std": std, "labels": tab["label"].to_numpy(),
+                      "vol_idx": vol_idx}
+            if not self.coin_margin:
+                out[g] = {"cols": cols, "U": U, "raw": _losses(prep, cols, U), **common}
+                continue
+            # coin-settled holdings (and the coin collateral, the numeraire) in coin x S0
+            n_c = len(cols)
+            moves_all = np.vstack([inst_moves, np.tile(clamped, (len(coll_cols), 1))])
+            coin = np.zeros(n_c, bool)
+            coin[:n_i] = np.isin(prep.types[inst_cols], _COIN_TYPES)
+            coin[n_i:] = True
+            U_coin = U[coin] / (1.0 + moves_all[coin])
+            col_types = np.concatenate([prep.types[inst_cols].astype(object),
+                                        np.full(len(coll_cols), "collateral", dtype=object)])
+            inv_opt = col_types[coin] == "inverse_option"
+            if inv_opt.any():  # coin P&L V1/S1 - V0/S0: remove the premium's coin revaluation
+                c = cols[coin][inv_opt]
+                a = prep.arrays
+                v0 = np.asarray(black_scholes_greeks(
+                    s0, np.asarray(a["strike"])[c], np.asarray(a["expiry"])[c],
+                    np.asarray(a["implied_vol"])[c], market.rate, 0.0,
+                    is_call=np.asarray(a["is_call"])[c]).price)
+                mult = np.asarray(a["multiplier"])[c]
+                mv = moves_all[coin][inv_opt]
+                U_coin[inv_opt] = (U[coin][inv_opt] - (mult * v0)[:, None] * mv) / (1.0 + mv)
+            U_coin[np.flatnonzero(coin) >= n_i] = 0.0  # coin collateral: no risk in coin
+            for key, sel, UU in ((g, ~coin, U[~coin]), (f"{g} (coin)", coin, U_coin)):
+                if not sel.any():
+                    continue
+                cc = cols[sel]
+                out[key] = {"cols": cc, "U": UU, "raw": _losses(prep, cc, UU), **common}
         return prep, out
 
     def risk_arrays(self, book: Book, market: MarketState) -> dict[str, dict[str, np.ndarray]]:
-        """Raw losses per underlying held: ``{"standard": (n_accounts, 3 n_buckets),
-        "extended": (n_accounts, n_extended)}``, USD, before the extended factor and
-        dampener (Deribit's "pre-aggregated" vectors, as losses), in
-        :meth:`scenario_table` order."""
+        """Raw losses per portfolio held: ``{"standard": (n_accounts, 3 n_buckets),
+        "extended": (n_accounts, n_extended)}`` before the extended factor and dampener
+        (Deribit's "pre-aggregated" vectors, as losses), in :meth:`scenario_table` order.
+
+        Keys: the underlying (e.g. ``"BTC"``) for its USD-settled holdings, losses in USD;
+        with ``coin_margin`` also ``"BTC (coin)"`` for its coin-settled holdings, losses in
+        the coin (Deribit's own vectors, sign flipped)."""
         _, scan = self._scan(book, market)
-        return {g: {"standard": d["raw"][:, d["std"]], "extended": d["raw"][:, ~d["std"]]}
-                for g, d in scan.items()}
+        out = {}
+        for key, d in scan.items():
+            unit = d["s0"] if key.endswith("(coin)") else 1.0
+            out[key] = {"standard": d["raw"][:, d["std"]] / unit,
+                        "extended": d["raw"][:, ~d["std"]] / unit}
+        return out
 
     # ------------------------------------------------------------------ margin
     def compute(self, book: Book, market: MarketState, *,
@@ -804,7 +877,8 @@ class DeribitLike:
         driver = np.full(n_acc, "none", dtype=object)
         best = np.zeros(n_acc)
         contrib = np.zeros(len(prep.nnz_qty))
-        for g, d in scan.items():
+        for key, d in scan.items():
+            g = d["g"]
             cols, U, s0, std, raw = d["cols"], d["U"], d["s0"], d["std"], d["raw"]
             f = _lookup("extended_factor", self.extended_factor, g)
             damp = _lookup("dampener", self.dampener, g)
@@ -829,8 +903,8 @@ class DeribitLike:
                                                     where=raw_k > 0.0))
             own = np.where(worst[acc] > 0.0, -q * U[loc, k[acc]] * scale[acc], 0.0)
             contrib[sel] = own + rs_own
-            labels = np.where(worst > 0.0, np.char.add(f"{g} ", d["labels"][k].astype(str)),
-                              f"{g} roll shock").astype(object)
+            labels = np.where(worst > 0.0, np.char.add(f"{key} ", d["labels"][k].astype(str)),
+                              f"{key} roll shock").astype(object)
             _pick_driver(driver, best, im_g, labels)
         details = {"worst_case": tot_w, "roll_shock": tot_rs}
         return _result(self.name, book, market, prep, im, self.mm_fraction * im, driver,

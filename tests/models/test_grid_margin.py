@@ -90,7 +90,8 @@ def test_span_futures_risk_array_is_mcmillans_cme_sp500_example():
     """Oracle: McMillan ch. 34, CME S&P 500 futures ($500 per point): maintenance (price
     scan range) $10,000 = 20 points, extreme move 14 points = $7,000 (35 % of 2 ranges). The
     long-future array he prints (P&L, rounded to $10) and 'the SPAN requirement is always the
-    largest potential loss from the array': $10,000."""
+    largest potential loss from the array': $10,000, the *maintenance* margin he prints;
+    initial = 1.1 x maintenance (CME speculators, advisory 16-247: 17,875 = 1.1 x 16,250)."""
     book = make_book([("SP", "linear_future", "SPX", 500.0, NAN, NAN, 0.25, None)],
                      [("a", "SP", 1.0, 400.0)])
     market = MarketState(spot={"SPX": 400.0})  # 20 points = 5 % of 400
@@ -103,7 +104,11 @@ def test_span_futures_risk_array_is_mcmillans_cme_sp500_example():
     exact[14:] = [7000.0, -7000.0]
     np.testing.assert_allclose(-risk, exact, rtol=1e-12, atol=1e-9)
     res = span.compute(book, market)
-    assert res.im[0] == pytest.approx(10_000.0, rel=1e-12)
+    assert res.mm[0] == pytest.approx(10_000.0, rel=1e-12)
+    assert res.im[0] == pytest.approx(11_000.0, rel=1e-12)
+    assert 17_875.0 == pytest.approx(span.initial_multiplier * 16_250.0, rel=1e-15)
+    flat = SpanLike({"SPX": 0.05}, {"SPX": 0.0}, initial_multiplier=1.0).compute(book, market)
+    assert flat.im[0] == flat.mm[0] == pytest.approx(10_000.0, rel=1e-12)
     assert res.driver[0] == "SPX 13: price down 3/3 range, vol up"
 
 
@@ -186,24 +191,26 @@ def test_span_hand_worked_example():
     assert res.details["scanning_risk"][a] == pytest.approx(scan_a, rel=1e-9)
     assert res.details["spread_charge"][a] == pytest.approx(0.005 * S0 * spreads, rel=1e-12)
     assert res.details["short_option_minimum"][a] == pytest.approx(1_000.0, rel=1e-12)
-    assert res.im[a] == pytest.approx(scan_a + 250.0, rel=1e-9)
-    assert res.im[a] == pytest.approx(3412.24, abs=0.005)
-    assert res.mm[a] == pytest.approx(res.im[a] / 1.1, rel=1e-12)
+    assert res.mm[a] == pytest.approx(scan_a + 250.0, rel=1e-9)
+    assert res.mm[a] == pytest.approx(3412.24, abs=0.005)
+    assert res.im[a] == pytest.approx(1.1 * res.mm[a], rel=1e-12)
     assert res.driver[a] == "BTC 13: price down 3/3 range, vol up"
     assert expect_b.max() == pytest.approx(575.91, abs=0.005)
     assert res.details["scanning_risk"][b] == pytest.approx(expect_b.max(), rel=1e-9)
     assert res.details["spread_charge"][b] == 0.0
-    assert res.im[b] == pytest.approx(1_000.0, rel=1e-12)
+    assert res.mm[b] == pytest.approx(1_000.0, rel=1e-12)
     assert res.driver[b] == "BTC short option minimum"
     # allocation (documented rule): own weighted loss in scenario 13 + the spread charge by
     # |delta|; the SOM to the short option
     alloc = res.allocation.set_index(["account_id", "holding"])["im_contribution"]
     tot_d = 2 + 1 + delta_call
-    assert alloc["A", "FUT"] == pytest.approx(2 * 3000 + 250 * 2 / tot_d, rel=1e-9)
-    assert alloc["A", "PERP"] == pytest.approx(-3000 + 250 * 1 / tot_d, rel=1e-9)
+    # (of the maintenance requirement, times the initial multiplier 1.1)
+    assert alloc["A", "FUT"] == pytest.approx(1.1 * (2 * 3000 + 250 * 2 / tot_d), rel=1e-9)
+    assert alloc["A", "PERP"] == pytest.approx(1.1 * (-3000 + 250 * 1 / tot_d), rel=1e-9)
     c13 = bs(S0 - 3000, 55_000, T, SIG * 1.25, True) - c0
-    assert alloc["A", "C55"] == pytest.approx(c13 + 250 * delta_call / tot_d, rel=1e-9)
-    assert alloc["B", "P30"] == pytest.approx(1_000.0, rel=1e-12)
+    assert alloc["A", "C55"] == pytest.approx(1.1 * (c13 + 250 * delta_call / tot_d),
+                                              rel=1e-9)
+    assert alloc["B", "P30"] == pytest.approx(1_100.0, rel=1e-12)
 
 
 def allocation_sums(res):
@@ -237,7 +244,7 @@ def test_hedged_pair_has_zero_grid_margin_each_leg_full():
     = 1,800 + 9,000) remain."""
     book = pair_book()
     market = MarketState(spot={"BTC": 60_000.0})
-    span = SpanLike(0.1, 0.3, intra_spread_charge=0.004)
+    span = SpanLike(0.1, 0.3, intra_spread_charge=0.004, initial_multiplier=1.0)
     n = 180_000.0
     res = span.compute(book, market)
     im = dict(zip(res.account_ids, res.im, strict=True))
@@ -264,6 +271,8 @@ def test_collateral_on_the_grid_hedges_a_short_perpetual():
     market = MarketState(spot={"BTC": 60_000.0})
     on = SpanLike(0.1, 0.3).compute(book, market)
     off = SpanLike(0.1, 0.3, include_collateral=False).compute(book, market)
+    assert off.mm[0] == pytest.approx(12_000.0, rel=1e-12)
+    off = SpanLike(0.1, 0.3, include_collateral=False, mm_fraction=1.0).compute(book, market)
     assert on.im[0] == pytest.approx(0.0, abs=1e-6)
     assert off.im[0] == pytest.approx(12_000.0, rel=1e-12)
     assert set(on.allocation["holding"]) == {"PERP", "BTC", "USDT"}
@@ -334,15 +343,12 @@ def test_deribit_reproduces_the_published_pme_simulate_example():
     """Oracle: Deribit's published private/pme/simulate example (BTC: price_range 0.16,
     4 buckets a side, 3 vol scenarios; btc currency min_annualised_move 0.01,
     annualised_move_risk 0.075, mm_factor 0.8). Positions in coin are $1-face inverse
-    contracts of size x index. Deribit's vectors are coin P&L: our USD loss / (S (1 + m)).
-
-    Published arithmetic: risk_matrix_margin = worst_case + roll_shock = 0.05968587238 +
-    0.00315725898 = 0.06284313098 BTC; roll_shock = 0.01 x (0.314538364 + 0.001187534);
-    maintenance = 0.8 x 0.06284313098 = 0.050274504784 BTC. Our IM is in USD at the
-    scenario price: worst case 0.05968587238 x 0.84 S + roll shock 0.00315725898 x S."""
+    contracts of size x index. Deribit measures this coin-settled portfolio in BTC: its
+    vectors are coin P&L, and the margin printed is risk_matrix_margin = worst_case +
+    roll_shock = 0.05968587238 + 0.00315725898 = 0.06284313098 BTC; roll_shock = 0.01 x
+    (0.314538364 + 0.001187534); maintenance = 0.8 x 0.06284313098 = 0.050274504784 BTC.
+    Our IM in USD divided by today's index must be these numbers as printed."""
     # Deribit's risk_matrix_margin uses the worst case rounded to 1e-9 BTC (0.059685872)
-    assert DERIBIT_WORST_CASE + DERIBIT_ROLL_SHOCK == pytest.approx(
-        DERIBIT_RISK_MATRIX_MARGIN, abs=1e-9)
     assert round(DERIBIT_WORST_CASE, 9) + DERIBIT_ROLL_SHOCK == pytest.approx(
         DERIBIT_RISK_MATRIX_MARGIN, abs=1e-15)
     assert 0.8 * DERIBIT_RISK_MATRIX_MARGIN == pytest.approx(DERIBIT_MAINTENANCE, abs=1e-15)
@@ -355,27 +361,71 @@ def test_deribit_reproduces_the_published_pme_simulate_example():
     std = (table["table"] == "standard").to_numpy()
     moves = table["price_move"].to_numpy()
     np.testing.assert_allclose(np.unique(moves[std]), np.linspace(-0.16, 0.16, 9), atol=1e-15)
-    arrays = method.risk_arrays(book, market)["BTC"]
+    arrays = method.risk_arrays(book, market)
+    assert set(arrays) == {"BTC (coin)"}  # a coin-settled book: one coin portfolio
+    arrays = arrays["BTC (coin)"]
     pm, perp = row(book, "pm"), row(book, "perp")
-    coin_std = -arrays["standard"][pm] / (DERIBIT_INDEX * (1 + moves[std]))
-    np.testing.assert_allclose(np.minimum(coin_std, 0.0), DERIBIT_AGGREGATED_STANDARD,
+    np.testing.assert_allclose(np.minimum(-arrays["standard"][pm], 0.0),
+                               DERIBIT_AGGREGATED_STANDARD, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(-arrays["standard"][perp], np.repeat(DERIBIT_PERP_STANDARD, 3),
                                rtol=1e-9, atol=1e-15)
-    coin_perp = -arrays["standard"][perp] / (DERIBIT_INDEX * (1 + moves[std]))
-    np.testing.assert_allclose(coin_perp, np.repeat(DERIBIT_PERP_STANDARD, 3), rtol=1e-9,
-                               atol=1e-15)
-    clamped = np.clip(moves[~std], -0.16, 0.16)
-    coin_ext = -arrays["extended"][perp] / (DERIBIT_INDEX * (1 + clamped))
-    np.testing.assert_allclose(coin_ext, DERIBIT_PERP_EXTENDED, rtol=1e-9)
+    np.testing.assert_allclose(-arrays["extended"][perp], DERIBIT_PERP_EXTENDED, rtol=1e-9)
 
     res = method.compute(book, market)
-    worst_usd = DERIBIT_WORST_CASE * 0.84 * DERIBIT_INDEX
-    roll_usd = DERIBIT_ROLL_SHOCK * DERIBIT_INDEX
-    assert res.details["worst_case"][pm] == pytest.approx(worst_usd, rel=1e-9)
-    assert res.details["roll_shock"][pm] == pytest.approx(roll_usd, rel=1e-9)
-    assert res.im[pm] == pytest.approx(worst_usd + roll_usd, rel=1e-9)
-    assert res.mm[pm] == pytest.approx(0.8 * res.im[pm], rel=1e-12)
+    # printed to 1e-11 BTC; Deribit rounds the worst case to 1e-9 BTC before adding
+    assert res.im[pm] / DERIBIT_INDEX == pytest.approx(DERIBIT_RISK_MATRIX_MARGIN, abs=1e-9)
+    assert res.mm[pm] / DERIBIT_INDEX == pytest.approx(DERIBIT_MAINTENANCE, abs=1e-9)
+    assert res.details["worst_case"][pm] / DERIBIT_INDEX == pytest.approx(
+        DERIBIT_WORST_CASE, rel=1e-9)
+    assert res.details["roll_shock"][pm] / DERIBIT_INDEX == pytest.approx(
+        DERIBIT_ROLL_SHOCK, rel=1e-9)
     # published worst_case_bucket: bucket 1, side left, index 1 (the middle vol scenario)
-    assert res.driver[pm] == "BTC standard price -16% vol same"
+    assert res.driver[pm] == "BTC (coin) standard price -16% vol same"
+    # measured in USD (the pre-issue-13 convention) the same account is 16 % low
+    usd = DeribitLike(min_annual_move=0.01, annual_move_risk=0.075, dampener=100_000.0,
+                      coin_margin=False).compute(book, market)
+    assert usd.details["worst_case"][pm] == pytest.approx(
+        0.84 * res.details["worst_case"][pm], rel=1e-12)
+
+
+def test_deribit_coin_settled_short_and_long_perpetual_closed_form():
+    """Closed form (inverse contract measured in its coin, Deribit convention): face N USD,
+    price move p = 0.16. Long: worst bucket -p, coin loss N/S (1/(1-p) - 1), i.e.
+    p/(1-p) N USD at today's price; short: worst bucket +p, p/(1+p) N. Roll shock 0.01 N
+    each. Coin collateral is the numeraire: adding BTC changes nothing."""
+    n, s = 120_000.0, 60_000.0
+    book = make_book([("IP", "inverse_perp", "BTC", NAN, 1.0, NAN, NAN, None)],
+                     [("long", "IP", n, s), ("short", "IP", -n, s)],
+                     [("long", "BTC", 3.0), ("short", "BTC", 3.0)])
+    market = MarketState(spot={"BTC": s})
+    res = DeribitLike().compute(book, market)
+    p = 0.16
+    np.testing.assert_allclose(res.im, [(p / (1 - p) + 0.01) * n, (p / (1 + p) + 0.01) * n],
+                               rtol=1e-12)
+    np.testing.assert_allclose(res.mm, 0.8 * res.im, rtol=1e-12)
+    np.testing.assert_allclose(allocation_sums(res), res.im, rtol=1e-12)
+    bare = make_book([("IP", "inverse_perp", "BTC", NAN, 1.0, NAN, NAN, None)],
+                     [("long", "IP", n, s), ("short", "IP", -n, s)])
+    np.testing.assert_array_equal(DeribitLike().compute(bare, market).im, res.im)
+    flat = make_book([("IP", "inverse_perp", "BTC", NAN, 1.0, NAN, NAN, None)],
+                     [("flat", "IP", n, s), ("flat", "IP", -n, s)], [("flat", "BTC", 1.0)])
+    out = DeribitLike().compute(flat, market)
+    assert out.im[0] == 0.0 and out.driver[0] == "none"
+
+
+def test_deribit_coin_settled_option_pnl_is_measured_in_coin():
+    """Closed form: a coin-settled option's coin P&L is V(S')/S' - V(S)/S (Black-Scholes);
+    the coin risk vector of a short 1 BTC inverse call is minus that at every bucket."""
+    s, k, t, vol = 60_000.0, 70_000.0, 30 / 365, 0.6
+    book = make_book([("C", "inverse_option", "BTC", 1.0, NAN, k, t, "call")],
+                     [("a", "C", -1.0, 0.01)])
+    market = MarketState(spot={"BTC": s}, vol={"BTC": vol})
+    method = DeribitLike(vol_range_up=0.0, vol_range_down=0.0, min_vol_for_shock_up=0.0)
+    arr = method.risk_arrays(book, market)["BTC (coin)"]["standard"][0]
+    moves = np.repeat(np.linspace(-0.16, 0.16, 9), 3)
+    want = [bs(s * (1 + m), k, t, vol, True) / (s * (1 + m)) - bs(s, k, t, vol, True) / s
+            for m in moves]
+    np.testing.assert_allclose(arr, want, rtol=1e-9, atol=1e-13)
 
 
 def test_deribit_vol_shocks_follow_the_term_structure_rule():
@@ -466,14 +516,17 @@ def test_margin_grows_with_position_size(q, c):
        vol=st.floats(0.05, 2.0), call=st.booleans(), q=st.floats(0.01, 10.0))
 def test_long_option_margin_never_exceeds_its_value(strike, expiry, vol, call, q):
     """Law (oracle: the Black-Scholes value now): a long option cannot lose more than its
-    premium, so neither grid charges more than q x BS(S, K, T, sigma)."""
+    premium, so neither grid requires more than q x BS(S, K, T, sigma) (SPAN: its
+    maintenance requirement; initial is 1.1 x that)."""
     book = make_book([("O", "option", "BTC", 1.0, NAN, strike, expiry,
                        "call" if call else "put")], [("a", "O", q, 1.0)])
     market = MarketState(spot={"BTC": 60_000.0}, vol={"BTC": vol})
     value = q * bs(60_000.0, strike, expiry, vol, call)
     for method in (SpanLike(0.15, 0.5, short_option_minimum=0.05), DeribitLike(dampener=0.0)):
         res = method.compute(book, market)
-        assert 0.0 <= res.im[0] <= value * (1 + 1e-9) + 1e-7
+        assert 0.0 <= res.mm[0] <= res.im[0]
+        req = res.mm[0] if isinstance(method, SpanLike) else res.im[0]
+        assert req <= value * (1 + 1e-9) + 1e-7
 
 
 # ----------------------------------------------------------------------------- interface
@@ -502,7 +555,7 @@ def test_missing_per_underlying_parameters_name_the_parameter():
     fut = make_book([("F", "linear_perp", "ETH", 1.0, NAN, NAN, NAN, None)],
                     [("a", "F", 1.0, 3000.0)])
     res = SpanLike({"ETH": 0.1}, {}).compute(fut, MarketState(spot={"ETH": 3000.0}))
-    assert res.im[0] == pytest.approx(300.0, rel=1e-12)
+    assert res.mm[0] == pytest.approx(300.0, rel=1e-12)
 
 
 @pytest.mark.parametrize("cls, kwargs, exc, pattern", [
@@ -519,6 +572,11 @@ def test_missing_per_underlying_parameters_name_the_parameter():
      r"extreme_multiple must be .*> 0"),
     (SpanLike, dict(price_scan=0.1, vol_scan=0.2, mm_fraction=0.0), ValueError,
      r"mm_fraction must be .*> 0 and <= 1, got 0.0"),
+    (SpanLike, dict(price_scan=0.1, vol_scan=0.2, initial_multiplier=0.9), ValueError,
+     r"initial_multiplier must be .*>= 1.*got 0.9"),
+    (SpanLike, dict(price_scan=0.1, vol_scan=0.2, initial_multiplier=1.2, mm_fraction=0.5),
+     ValueError, r"give initial_multiplier or mm_fraction, not both"),
+    (DeribitLike, dict(coin_margin=1), TypeError, r"coin_margin must be a bool"),
     (SpanLike, dict(price_scan=0.1, vol_scan=0.2, short_option_minimum={"BTC": -0.01}),
      ValueError, r"short_option_minimum\['BTC'\] must be .*>= 0"),
     (SpanLike, dict(price_scan=0.1, vol_scan=0.2, intra_spread_charge={"BTC": 1.0}),
