@@ -20,7 +20,8 @@ import pandas as pd
 from .book import Book
 from .scenarios import MarketState, ScenarioSet
 
-__all__ = ["compare", "isolated_book", "comparison_plots"]
+__all__ = ["compare", "isolated_book", "comparison_plots", "plot_margin_over_notional",
+           "plot_margin_vs_notional", "plot_method_vs_method"]
 
 _SEP = "\x1f"
 
@@ -110,49 +111,172 @@ def _save(fig: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def comparison_plots(table: pd.DataFrame, folder: str | os.PathLike[str]) -> list[Path]:
-    """Write the comparison plots of a :func:`compare` table as PNG; returns their paths."""
+def _grid(n: int, axes: Any, width: float = 3.6, height: float = 3.2) -> tuple[Any, list[Any]]:
+    """``n`` axes in a grid of at most 4 columns (new Figure, Agg), or the caller's ``axes``."""
+    if axes is not None:
+        flat = list(np.ravel(np.asarray(axes, dtype=object)))
+        if len(flat) < n:
+            raise ValueError(f"axes: {len(flat)} axes given, {n} needed (one per panel)")
+        return flat[0].figure, flat[:n]
     from matplotlib.figure import Figure
 
+    ncols = min(4, max(n, 1))
+    nrows = -(-max(n, 1) // ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    grid = np.ravel(np.asarray(fig.subplots(nrows, ncols, squeeze=False), dtype=object))
+    for ax in grid[n:]:
+        ax.set_visible(False)
+    return fig, list(grid[:n])
+
+
+def _positive(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Points with both coordinates finite and > 0 (log axes), and how many were left out."""
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    return x[ok], y[ok], int((~ok).sum())
+
+
+def plot_margin_over_notional(table: pd.DataFrame, *, ax: Any = None) -> Any:
+    """Box plot of IM / gross notional per method (log scale, whiskers 5-95 %).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``method`` and ``im_over_notional`` (dimensionless, USD / USD).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new :class:`matplotlib.figure.Figure` is made when absent.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(max(6.0, 1.1 * table["method"].nunique() + 2), 4),
+                     layout="constrained")
+        ax = fig.subplots()
+    methods = list(dict.fromkeys(table["method"]))
+    data, left_out = [], 0
+    for m in methods:
+        v = table.loc[table["method"] == m, "im_over_notional"].to_numpy(dtype=float)
+        ok = np.isfinite(v) & (v > 0)
+        left_out += int((~ok).sum())
+        data.append(v[ok] if ok.any() else np.array([np.nan]))
+    ax.boxplot(data, showfliers=False, whis=(5, 95))
+    ax.set_xticks(range(1, len(methods) + 1), methods, rotation=25, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("IM / gross notional (USD per USD)")
+    title = "Margin per unit of notional, by method"
+    if left_out:
+        title += f"\n({left_out:,} account-method rows with zero IM or notional left out)"
+    ax.set_title(title, fontsize=9)
+    return ax.figure
+
+
+def plot_margin_vs_notional(table: pd.DataFrame, *, axes: Any = None,
+                            gridsize: int = 35) -> Any:
+    """Density (hexbin, log colour) of IM against gross notional, one panel per method.
+
+    Log-log axes; accounts with zero or negative IM or notional cannot be drawn on them and
+    are counted in each panel's title instead.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``method``, ``im`` (USD) and ``gross_notional`` (USD).
+    axes : sequence of matplotlib.axes.Axes, optional
+        One axes per method; a new Figure with a grid of at most 4 columns when absent.
+    gridsize : int
+        Hexagons across the x axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    methods = list(dict.fromkeys(table["method"]))
+    fig, flat = _grid(len(methods), axes)
+    for ax, m in zip(flat, methods, strict=True):
+        sub = table[table["method"] == m]
+        x, y, n_out = _positive(sub["gross_notional"].to_numpy(float),
+                                sub["im"].to_numpy(float))
+        if len(x):
+            hb = ax.hexbin(x, y, xscale="log", yscale="log", gridsize=gridsize, bins="log",
+                           mincnt=1, cmap="viridis")
+            fig.colorbar(hb, ax=ax, label="accounts")
+        ax.set_xlabel("gross notional (USD)")
+        ax.set_ylabel("initial margin (USD)")
+        ax.set_title(f"{m}" + (f" ({n_out:,} at zero left out)" if n_out else ""), fontsize=9)
+    fig.suptitle("Initial margin against gross notional (density of accounts)")
+    return fig
+
+
+def plot_method_vs_method(table: pd.DataFrame, reference: str | None = None, *,
+                          axes: Any = None, gridsize: int = 30) -> Any:
+    """Each method's IM against a reference method's, per account: log-log density panels.
+
+    Small multiples (at most 4 columns), so 8 methods stay readable; the grey diagonal is
+    equal margin, the dashed lines a factor 2 either way. Accounts with zero IM under either
+    method are left out and counted in the panel's title.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``account_id``, ``method`` and ``im`` (USD).
+    reference : str, optional
+        Method on the x axis of every panel; the first method when absent.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One axes per other method; a new Figure when absent.
+    gridsize : int
+        Hexagons across the x axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    methods = list(dict.fromkeys(table["method"]))
+    base = methods[0] if reference is None else reference
+    if base not in methods:
+        raise ValueError(f"reference: {base!r} is not one of the methods {methods}")
+    others = [m for m in methods if m != base]
+    if not others:
+        raise ValueError("table: method_vs_method needs at least two methods")
+    wide = table.pivot_table(index="account_id", columns="method", values="im", aggfunc="first")
+    fig, flat = _grid(len(others), axes)
+    for ax, m in zip(flat, others, strict=True):
+        x, y, n_out = _positive(wide[base].to_numpy(float), wide[m].to_numpy(float))
+        if len(x):
+            ax.hexbin(x, y, xscale="log", yscale="log", gridsize=gridsize, bins="log",
+                      mincnt=1, cmap="viridis")
+            lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+            for f in (0.5, 2.0):
+                ax.plot([lo, hi], [lo * f, hi * f], color="grey", lw=0.6, ls="--")
+            ratio = np.median(y / x)
+            m_title = f"{m}: median ratio {ratio:,.2f}"
+        else:
+            m_title = m
+        ax.set_xlabel(f"{base} IM (USD)")
+        ax.set_ylabel(f"{m} IM (USD)")
+        ax.set_title(m_title + (f"\n({n_out:,} accounts at zero left out)" if n_out else ""),
+                     fontsize=9)
+    fig.suptitle(f"Each method against {base} (diagonal: equal margin; dashed: x2, x0.5)")
+    return fig
+
+
+def comparison_plots(table: pd.DataFrame, folder: str | os.PathLike[str]) -> list[Path]:
+    """Write the comparison plots of a :func:`compare` table as PNG; returns their paths.
+
+    ``margin_over_notional.png`` (:func:`plot_margin_over_notional`),
+    ``margin_vs_notional.png`` (:func:`plot_margin_vs_notional`) and, with two methods or
+    more, ``method_vs_method.png`` (:func:`plot_method_vs_method`).
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    methods = list(dict.fromkeys(table["method"]))
-    paths = []
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    data = [table.loc[table["method"] == m, "im_over_notional"].dropna().to_numpy()
-            for m in methods]
-    ax.boxplot(data, showfliers=False)
-    ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20)
-    ax.set_ylabel("IM / gross notional")
-    ax.set_title("Margin per unit of notional, by method")
-    paths.append(out / "margin_over_notional.png")
-    _save(fig, paths[-1])
-    fig = Figure(figsize=(6, 5))
-    ax = fig.subplots()
-    for m in methods:
-        sub = table[(table["method"] == m) & (table["gross_notional"] > 0) & (table["im"] > 0)]
-        ax.scatter(sub["gross_notional"], sub["im"], s=6, alpha=0.5, label=m)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("gross notional (USD)")
-    ax.set_ylabel("initial margin (USD)")
-    ax.legend(fontsize=8)
-    ax.set_title("Margin vs notional")
+    paths = [out / "margin_over_notional.png"]
+    _save(plot_margin_over_notional(table), paths[-1])
     paths.append(out / "margin_vs_notional.png")
-    _save(fig, paths[-1])
-    if len(methods) > 1:
-        wide = table.pivot(index="account_id", columns="method", values="im")
-        base = methods[0]
-        fig = Figure(figsize=(4.5 * (len(methods) - 1), 4.2))
-        axes = fig.subplots(1, len(methods) - 1, squeeze=False)
-        for ax, m in zip(axes[0], methods[1:], strict=True):
-            ax.scatter(wide[base], wide[m], s=6, alpha=0.5)
-            hi = np.nanmax(wide[[base, m]].to_numpy()) if len(wide) else 1.0
-            ax.plot([0, hi], [0, hi], color="grey", lw=0.8)
-            ax.set_xlabel(f"{base} IM")
-            ax.set_ylabel(f"{m} IM")
-        fig.suptitle("Method against method (diagonal: equal margin)")
+    _save(plot_margin_vs_notional(table), paths[-1])
+    if table["method"].nunique() > 1:
         paths.append(out / "method_vs_method.png")
-        _save(fig, paths[-1])
+        _save(plot_method_vs_method(table), paths[-1])
     return paths
