@@ -18,6 +18,11 @@ A book is three tables (pandas frames, CSV or Parquet files with the same column
 ``collateral`` (one row per account and asset)
     ``account_id``, ``asset`` (``USDT``, ``BTC`` ...), ``amount`` (units of the asset, >= 0),
     ``haircut`` (decimal in [0, 1), default 0).
+``orders`` (optional, one row per resting order)
+    ``account_id``, ``instrument_id`` (defined in the instruments table), ``side`` (``buy`` /
+    ``sell``, any case), ``quantity`` (> 0, contracts), ``price`` (> 0, limit price, units as
+    ``entry_price``). Margin methods charge them through
+    :class:`marginlab.models.orders.WithOrders`; holdings ignore them.
 
 Errors in the tables name the source (file or frame), the row and the column. For files, the
 row is the line number (the header is line 1); for frames, the index label.
@@ -313,6 +318,7 @@ class Book:
     haircut_holdings: sp.csr_matrix = field(init=False)
     position_account: np.ndarray = field(init=False)
     position_instrument: np.ndarray = field(init=False)
+    orders: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         inst, pos, col = self.instruments, self.positions, self.collateral
@@ -368,8 +374,9 @@ class Book:
     @classmethod
     def from_frames(cls, instruments: pd.DataFrame, positions: pd.DataFrame,
                     collateral: pd.DataFrame | None = None, *,
-                    names: tuple[str, str, str] | None = None,
-                    files: bool = False, duplicates: str = "sum") -> Book:
+                    names: tuple[str, ...] | None = None,
+                    files: bool = False, duplicates: str = "sum",
+                    orders: pd.DataFrame | None = None) -> Book:
         """Validate three tables and build the book.
 
         Parameters
@@ -377,7 +384,7 @@ class Book:
         instruments, positions, collateral : pandas.DataFrame
             Tables with the columns of the module documentation; ``collateral`` may be
             ``None`` (no collateral).
-        names : tuple of 3 str, optional
+        names : tuple of 3 (or 4, with orders) str, optional
             Names of the sources for error messages (file paths when read from files).
         files : bool
             Whether the sources are files (errors then cite line numbers).
@@ -385,13 +392,17 @@ class Book:
             Several position rows for one account and instrument: summed into one net
             position (one-way mode, the default) with a :class:`BookWarning` naming the
             first repeated row and the count, or refused with a :class:`BookError`.
+        orders : pandas.DataFrame, optional
+            Resting orders (see the module documentation), validated like positions.
 
         Raises
         ------
         BookError
             Naming the source, row and column of the first problem found.
         """
-        n_inst, n_pos, n_col = names or ("instruments", "positions", "collateral")
+        names = tuple(names) if names else ("instruments", "positions", "collateral")
+        n_inst, n_pos, n_col = names[:3]
+        n_ord = names[3] if len(names) > 3 else "orders"
         inst = _normalise_instruments(instruments, _source(None, n_inst, files))
         if duplicates not in ("raise", "sum"):
             raise ValueError(f"duplicates must be 'raise' or 'sum', got {duplicates!r}")
@@ -401,20 +412,25 @@ class Book:
                                        "haircut": []})
         col = _normalise_collateral(collateral, _source(None, n_col, files))
         _check_account_spellings(pos, col, positions, collateral, (n_pos, n_col), files)
-        return cls(inst, pos, col)
+        orde = None if orders is None else _normalise_orders(orders, _source(None, n_ord, files),
+                                                             inst)
+        return cls(inst, pos, col, orders=orde)
 
     @classmethod
     def from_files(cls, instruments: str | os.PathLike[str],
                    positions: str | os.PathLike[str],
                    collateral: str | os.PathLike[str] | None = None, *,
-                   duplicates: str = "sum") -> Book:
+                   duplicates: str = "sum",
+                   orders: str | os.PathLike[str] | None = None) -> Book:
         """Read and validate a book from CSV or Parquet files (chosen by extension); see
-        :meth:`from_frames` for ``duplicates``."""
+        :meth:`from_frames` for ``duplicates``; ``orders`` is an optional orders file."""
         frames = [read_table(instruments), read_table(positions),
                   None if collateral is None else read_table(collateral)]
         names = (str(instruments), str(positions),
-                 str(collateral) if collateral is not None else "collateral")
-        return cls.from_frames(*frames, names=names, files=True, duplicates=duplicates)
+                 str(collateral) if collateral is not None else "collateral",
+                 str(orders) if orders is not None else "orders")
+        return cls.from_frames(*frames, names=names, files=True, duplicates=duplicates,
+                               orders=None if orders is None else read_table(orders))
 
     def to_files(self, folder: str | os.PathLike[str], fmt: str = "csv") -> dict[str, Path]:
         """Write the three tables as ``instruments``, ``positions``, ``collateral`` files.
@@ -426,8 +442,11 @@ class Book:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
-        for name, frame in (("instruments", self.instruments), ("positions", self.positions),
-                            ("collateral", self.collateral)):
+        tables = [("instruments", self.instruments), ("positions", self.positions),
+                  ("collateral", self.collateral)]
+        if self.orders is not None:
+            tables.append(("orders", self.orders))
+        for name, frame in tables:
             final = out / f"{name}.{fmt}"
             tmp = out / f".{name}.{fmt}.tmp"
             try:
@@ -448,7 +467,10 @@ class Book:
         keep = set(np.asarray(self.account_ids[accounts]).tolist())
         pos = self.positions[self.positions["account_id"].isin(keep)]
         col = self.collateral[self.collateral["account_id"].isin(keep)]
-        return Book(self.instruments, pos.reset_index(drop=True), col.reset_index(drop=True))
+        orde = None if self.orders is None else self.orders[
+            self.orders["account_id"].isin(keep)].reset_index(drop=True)
+        return Book(self.instruments, pos.reset_index(drop=True), col.reset_index(drop=True),
+                    orders=orde)
 
 
 def _check_account_spellings(pos: pd.DataFrame, col: pd.DataFrame, raw_pos: pd.DataFrame,
@@ -568,6 +590,31 @@ def _normalise_positions(frame: pd.DataFrame, src: _Source, inst: pd.DataFrame,
                             "account and instrument (duplicates='sum' nets them)")
     return pd.DataFrame({"account_id": acc.astype(str), "instrument_id": ids.astype(str),
                          "quantity": qty, "entry_price": entry})
+
+
+def _normalise_orders(frame: pd.DataFrame, src: _Source, inst: pd.DataFrame) -> pd.DataFrame:
+    """Validate an orders table like positions (file, line, column in every error)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{src.name} must be a pandas DataFrame, got {type(frame).__name__}")
+    _require(frame, src, ("account_id", "instrument_id", "side", "quantity", "price"))
+    _require_rows(frame, src)
+    acc = _text(frame, src, "account_id")
+    ids = _text(frame, src, "instrument_id")
+    unknown = ~pd.Series(ids).isin(inst["instrument_id"]).to_numpy()
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise BookError(f"{src.where(frame, i, 'instrument_id')}: instrument {ids[i]!r} is not "
+                        "defined in the instruments table")
+    side = _text(frame, src, "side", lower=True)
+    bad = ~np.isin(side, ("buy", "sell"))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BookError(f"{src.where(frame, i, 'side')}: side must be 'buy' or 'sell', got "
+                        f"{frame['side'].iloc[i]!r}")
+    qty = _number(frame, src, "quantity", low=0.0, low_open=True, limit=LIMITS["quantity"])
+    price = _number(frame, src, "price", low=0.0, low_open=True, limit=LIMITS["entry_price"])
+    return pd.DataFrame({"account_id": acc.astype(str), "instrument_id": ids.astype(str),
+                         "side": side.astype(str), "quantity": qty, "price": price})
 
 
 def _normalise_collateral(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:

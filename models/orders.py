@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .book import LIMITS, Book, BookError, _number, _require, _require_rows, _source, _text
+from .book import Book, _normalise_orders, _source
 from .book import read_table as _read_table
 from .margin.base import MarginMethod, MarginResult
 
@@ -56,32 +56,9 @@ class Orders:
             Naming the source (``name``, default "orders"), row or line, and column.
         """
         src = _source(name, "orders", file)
-        if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"{src.name} must be a pandas DataFrame, got {type(frame).__name__}")
         if not isinstance(book, Book):
             raise TypeError(f"book must be a Book, got {type(book).__name__}")
-        _require(frame, src, ("account_id", "instrument_id", "side", "quantity", "price"))
-        _require_rows(frame, src)
-        acc = _text(frame, src, "account_id")
-        ids = _text(frame, src, "instrument_id")
-        unknown = ~pd.Series(ids).isin(book.instruments["instrument_id"]).to_numpy()
-        if unknown.any():
-            i = int(np.flatnonzero(unknown)[0])
-            raise BookError(f"{src.where(frame, i, 'instrument_id')}: instrument {ids[i]!r} "
-                            "is not defined in the instruments table")
-        side = _text(frame, src, "side", lower=True)
-        bad = ~np.isin(side, ORDER_SIDES)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise BookError(f"{src.where(frame, i, 'side')}: side must be 'buy' or 'sell', "
-                            f"got {frame['side'].iloc[i]!r}")
-        qty = _number(frame, src, "quantity", low=0.0, low_open=True,
-                      limit=LIMITS["quantity"])
-        price = _number(frame, src, "price", low=0.0, low_open=True,
-                        limit=LIMITS["entry_price"])
-        return cls(pd.DataFrame({"account_id": acc.astype(str),
-                                 "instrument_id": ids.astype(str), "side": side.astype(str),
-                                 "quantity": qty, "price": price}))
+        return cls(_normalise_orders(frame, src, book.instruments))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], book: Book) -> Orders:
@@ -128,8 +105,9 @@ class WithOrders:
     ----------
     method : MarginMethod
         The wrapped method.
-    orders : Orders
-        The resting orders (validated against the book passed to :meth:`compute`).
+    orders : Orders, optional
+        The resting orders; default: the orders table of the book passed to
+        :meth:`compute` (``Book.orders``; none: the wrapped method's margin).
     name : str, optional
         Default: the wrapped method's name.
 
@@ -142,13 +120,13 @@ class WithOrders:
     """
 
     method: Any
-    orders: Orders
+    orders: Orders | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, MarginMethod):
             raise TypeError(f"method must be a MarginMethod, got {type(self.method).__name__}")
-        if not isinstance(self.orders, Orders):
+        if self.orders is not None and not isinstance(self.orders, Orders):
             raise TypeError(f"orders must be an Orders table, got {type(self.orders).__name__}")
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a str, got {self.name!r}")
@@ -157,17 +135,22 @@ class WithOrders:
 
     def compute(self, book: Book, market: Any, *, scenarios: Any = None) -> MarginResult:
         """Margin of every account of ``book`` (and of every account with orders)."""
-        base = fill_orders(book, self.orders, None)
-        buys = self.method.compute(fill_orders(book, self.orders, "buy"), market,
+        orders = self.orders
+        if orders is None:
+            if book.orders is None or len(book.orders) == 0:
+                return self.method.compute(book, market, scenarios=scenarios)
+            orders = Orders(book.orders)
+        base = fill_orders(book, orders, None)
+        buys = self.method.compute(fill_orders(book, orders, "buy"), market,
                                    scenarios=scenarios)
-        sells = self.method.compute(fill_orders(book, self.orders, "sell"), market,
+        sells = self.method.compute(fill_orders(book, orders, "sell"), market,
                                     scenarios=scenarios)
         ids = base.account_ids
         for r in (buys, sells):
             if not np.array_equal(r.account_ids, ids):
                 raise ValueError("the wrapped method returned accounts other than the book's")
         take_sell = sells.im > buys.im
-        has = pd.Index(ids).isin(self.orders.table["account_id"])
+        has = pd.Index(ids).isin(orders.table["account_id"])
         im = np.where(take_sell, sells.im, buys.im)
         mm = np.where(take_sell, sells.mm, buys.mm)
         side = np.where(take_sell, "sells fill: ", "buys fill: ").astype(object)

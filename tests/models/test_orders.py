@@ -207,3 +207,34 @@ def test_addon_bad_parameters(kwargs, exc, pattern):
     kw = {"method": VegaLinearMargin(0.1, 0.1), **kwargs}
     with pytest.raises(exc, match=pattern):
         LiquidityAddOn(**kw)
+
+
+def test_book_carries_an_orders_table(tmp_path):
+    """Documented behaviour: Book.from_files / from_frames take an optional orders table,
+    validated like positions (errors name file, line, column); subset and to_files keep it;
+    WithOrders without its own orders uses the book's, and gives the same margin."""
+    book = make_book([("a", "P", 2.0, 3000.0), ("b", "P", -1.0, 3000.0)])
+    paths = book.to_files(tmp_path)
+    assert "orders" not in paths
+    orders_csv = tmp_path / "orders.csv"
+    orders_csv.write_text("account_id,instrument_id,side,quantity,price\n"
+                          "b,P,sell,2,3100\n")
+    withb = Book.from_files(paths["instruments"], paths["positions"], paths["collateral"],
+                            orders=orders_csv)
+    assert list(withb.orders["side"]) == ["sell"]
+    np.testing.assert_array_equal(withb.holdings.toarray(), book.holdings.toarray())
+    market = MarketState(spot={"ETH": 3000.0})
+    method = SpanLike(0.1, 0.2)
+    explicit = WithOrders(method, Orders.from_file(orders_csv, book)).compute(book, market)
+    implicit = WithOrders(method).compute(withb, market)
+    np.testing.assert_array_equal(implicit.im, explicit.im)
+    np.testing.assert_array_equal(WithOrders(method).compute(book, market).im,
+                                  method.compute(book, market).im)
+    assert len(withb.subset(np.array([0])).orders) == 0
+    assert len(withb.subset(np.array([1])).orders) == 1
+    assert "orders" in withb.to_files(tmp_path / "out")
+    orders_csv.write_text("account_id,instrument_id,side,quantity,price\n"
+                          "b,P,sell,2,3100\nb,P,short,1,3000\n")
+    with pytest.raises(BookError, match=r"orders.csv, line 3, column 'side'"):
+        Book.from_files(paths["instruments"], paths["positions"], paths["collateral"],
+                        orders=orders_csv)
