@@ -341,6 +341,8 @@ def portfolio_risk(
         Delta-gamma-vega approximation of options (ignored when a UnitPnL is given).
     account_block : int, optional
         Process accounts in blocks of this size (results are identical; see module notes).
+    progress : callable, optional
+        Called as ``progress(done_accounts, n_accounts)`` after each block.
 
     Notes
     -----
@@ -351,8 +353,6 @@ def portfolio_risk(
     R > 1``) report VaR, ES and allocations from all scenarios and standard errors from the
     spread of the R per-randomisation estimates (``sd / sqrt(R)``), intervals with Student-t
     quantiles on R - 1 degrees of freedom.
-    progress : callable, optional
-        Called as ``progress(done_accounts, n_accounts)`` after each block.
     """
     unit = scenarios if isinstance(scenarios, UnitPnL) else revalue(book, market, scenarios,
                                                                     approx=approx)

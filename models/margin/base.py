@@ -71,7 +71,7 @@ class MarginResult:
         Method-specific per-account numbers (e.g. ``var``, ``es``, ``es_se``, ``es_lo``,
         ``es_hi``); each of shape (n_accounts,).
     gross_notional : ndarray, shape (n_accounts,)
-        Sum of |notional| of the account's positions at today's prices (for margin /
+        Sum of ``|notional|`` of the account's positions at today's prices (for margin /
         notional comparisons).
     """
 
