@@ -257,7 +257,7 @@ def plot_method_vs_method(table: pd.DataFrame, reference: str | None = None, *,
             m_title = m
         ax.set_xlabel(f"{base} IM (USD)")
         ax.set_ylabel(f"{m} IM (USD)")
-        ax.set_title(m_title + (f"\n({n_out:,} accounts at zero left out)" if n_out else ""),
+        ax.set_title(m_title + (f"\n({n_out:,} account(s) at zero left out)" if n_out else ""),
                      fontsize=9)
     fig.suptitle(f"Each method against {base} (diagonal: equal margin; dashed: x2, x0.5)")
     return fig

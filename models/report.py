@@ -106,7 +106,7 @@ def plot_mc_error(accounts: pd.DataFrame, method: str, *, top: int = 15, ax: Any
     ax.set_yticks(pos, sub["account_id"].astype(str))
     ax.set_xlabel("loss over the horizon (USD)")
     ax.xaxis.set_major_formatter(_usd_formatter())
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     ax.set_title(f"{method}: Monte Carlo error of the {len(sub)} largest accounts", fontsize=9)
     return ax.figure
 
@@ -227,13 +227,16 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
     """
     folder = Path(folder)
     df = pd.read_parquet(accounts_path)
+    methods = list(dict.fromkeys(df["method"]))
+    top_ids = sorted({a for m in methods
+                      for a in df[df["method"] == m].nlargest(top, "im")["account_id"]})
     alloc_path = folder / "allocations.parquet"
-    alloc = pd.read_parquet(alloc_path) if alloc_path.exists() else None
+    alloc = (pd.read_parquet(alloc_path, filters=[("account_id", "in", top_ids)])
+             if alloc_path.exists() and top_ids else None)
     sample = _sample(df).copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         sample["im_over_notional"] = np.where(sample["gross_notional"] > 0,
                                               sample["im"] / sample["gross_notional"], np.nan)
-    methods = list(dict.fromkeys(df["method"]))
     figures: list[tuple[str, str, Any]] = [
         ("margin_over_notional", "IM per USD of gross notional, by method (log scale; box: "
          "quartiles, whiskers: 5th-95th percentile).", plot_margin_over_notional(sample)),
