@@ -173,6 +173,19 @@ def _mc_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _units_table(accounts_path: Path) -> tuple[list[str], list[list[str]]]:
+    """Column units from the field metadata (``unit``) of ``accounts.parquet``'s schema."""
+    import pyarrow.parquet as pq
+
+    head = ["column of accounts.parquet", "unit"]
+    rows = []
+    for f in pq.read_schema(accounts_path):
+        unit = (f.metadata or {}).get(b"unit")
+        if unit is not None:
+            rows.append([f.name, unit.decode()])
+    return head, rows
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     esc = [[c.replace("|", "\\|") for c in r] for r in rows]
     return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
@@ -267,6 +280,7 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
               + [(_fmt(r[c], "usd") if isinstance(r[c], float) else str(r[c])) for c in extra]
               for _, r in summary.iterrows()]
     mc_head, mc_rows = _mc_table(df)
+    u_head, u_rows = _units_table(accounts_path)
     facts = [
         f"accounts: {df['account_id'].nunique():,}; methods ({len(methods)}): "
         f"{', '.join(methods)}",
@@ -291,6 +305,8 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
         md += [f"### {m}: {len(rows)} largest accounts by IM", "", *_md_table(h, rows)]
     if mc_rows:
         md += ["## Monte Carlo error", "", mc_note, "", *_md_table(mc_head, mc_rows)]
+    if u_rows:
+        md += ["## Units of the output files", "", *_md_table(u_head, u_rows)]
     md += ["## Plots", ""]
     for name, cap, _ in figures:
         md += [f"![{name}]({name}.png)", "", f"*{cap}*", ""]
@@ -313,6 +329,8 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
         if mc_rows:
             parts += ["<h2>Monte Carlo error</h2>", f"<p>{e(mc_note)}</p>",
                       _html_table(mc_head, mc_rows)]
+        if u_rows:
+            parts += ["<h2>Units of the output files</h2>", _html_table(u_head, u_rows)]
         parts.append("<h2>Plots</h2>")
         for name, cap, _ in figures:
             b64 = base64.b64encode(pngs[name]).decode("ascii")

@@ -137,6 +137,20 @@ def test_largest_accounts_show_driver_holdings_and_error_bars(run):
     assert mc[0][1][2] == format_usd(g["es_se"].median())
 
 
+def test_units_come_from_the_parquet_schema(run):
+    """The units table of the HTML report is the ``unit`` field metadata of accounts.parquet."""
+    import pyarrow.parquet as pq
+
+    out, _ = run
+    doc = _Doc()
+    doc.feed((out / "report.html").read_text(encoding="utf-8"))
+    units = [t for t in doc.tables if t[0] == ["column of accounts.parquet", "unit"]]
+    assert len(units) == 1
+    schema = {f.name: f.metadata[b"unit"].decode() for f in pq.read_schema(
+        out / "accounts.parquet") if f.metadata and b"unit" in f.metadata}
+    assert dict(units[0][1:]) == schema and schema["im"] == "USD" and schema["es_se"] == "USD"
+
+
 def test_markdown_report_has_units_and_no_scientific_notation(run):
     """Markdown report: USD headers, thousands separators, every linked plot exists as PNG."""
     out, _ = run
