@@ -32,10 +32,10 @@ import json, time
 from marginlab.models.config import config_from_dict
 from marginlab.models.demo import default_config
 from marginlab.models.runner import run_batch
-cfg = default_config({out!r}, accounts={accounts}, n_scenarios={scenarios})
+cfg = default_config({out!r} + "/run", accounts={accounts}, n_scenarios={scenarios})
 cfg["run"]["account_block"] = {block}
 cfg["run"]["memory_budget_mb"] = 8000
-cfg = config_from_dict(cfg, ".")
+cfg = config_from_dict(cfg, {out!r})
 t = time.perf_counter()
 res = run_batch(cfg, progress=False, workers={workers})
 print(json.dumps({{"wall": time.perf_counter() - t, "methods": res.info["methods"],
