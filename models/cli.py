@@ -233,6 +233,10 @@ def _parser() -> argparse.ArgumentParser:
     from .backtest_runner import add_backtest_parser
 
     add_backtest_parser(sub)
+    from .engine import add_replay_parser, add_serve_parser
+
+    add_replay_parser(sub)
+    add_serve_parser(sub)
     return p
 
 

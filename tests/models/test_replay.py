@@ -10,6 +10,7 @@ CLI's files read back.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -151,26 +152,22 @@ def test_replay_on_real_hourly_btc_equals_batch_at_the_end():
 
 
 def test_replay_cli_writes_its_outputs(tmp_path):
-    """Oracle: the files written by ``replay`` (run through its argparse parser in a real
-    subprocess) read back, with one series row per replayed hour; a bad argument exits
-    non-zero naming it."""
+    """Oracle: the files written by the installed ``marginlab replay`` (a real subprocess)
+    read back, with one series row per replayed hour; a bad argument exits non-zero naming
+    it."""
     hist = synthetic_history(30, seed=2, s0=60_000.0)
     csv = tmp_path / "btc.csv"
     hist.rename(columns={"BTC": "close"}).to_csv(csv, index_label="datetime_utc")
-    code = ("import argparse, sys\n"
-            "from marginlab.models.engine import add_replay_parser\n"
-            "p = argparse.ArgumentParser(prog='marginlab')\n"
-            "add_replay_parser(p.add_subparsers())\n"
-            "a = p.parse_args(sys.argv[1:])\n"
-            "sys.exit(a.func(a))\n")
+    exe = shutil.which("marginlab")
+    cmd = [exe] if exe else [sys.executable, "-m", "marginlab.models.cli"]
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-c", code, "replay", str(csv), "--accounts", "30",
+    proc = subprocess.run([*cmd, "replay", str(csv), "--accounts", "30",
                            "--scenarios", "500", "--every-hours", "6", "--output", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     series = pd.read_parquet(out / "series.parquet")
     assert len(series) == 29 and series["full"].sum() >= 4
     assert (out / "replay.png").stat().st_size > 0 and "Replay of 29 ticks" in proc.stdout
-    bad = subprocess.run([sys.executable, "-c", code, "replay", str(csv), "--accounts", "0",
+    bad = subprocess.run([*cmd, "replay", str(csv), "--accounts", "0",
                           "--output", str(out)], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--accounts" in bad.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,12 +28,8 @@ from marginlab.models.engine.service import build_engine  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 ARGS = dict(accounts=40, seed=4, scenarios=1_000)
-SERVE = ("import argparse, sys\n"
-         "from marginlab.models.engine import add_serve_parser\n"
-         "p = argparse.ArgumentParser(prog='marginlab')\n"
-         "add_serve_parser(p.add_subparsers())\n"
-         "a = p.parse_args(sys.argv[1:])\n"
-         "sys.exit(a.func(a))\n")
+_EXE = shutil.which("marginlab")
+SERVE = [_EXE] if _EXE else [sys.executable, "-m", "marginlab.models.cli"]
 
 
 def _free_port() -> int:
@@ -46,7 +43,7 @@ def server():
     port = _free_port()
     env = dict(os.environ, MARGINLAB_TOKEN=TOKEN)
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "serve", "--accounts", str(ARGS["accounts"]), "--seed",
+        [*SERVE, "serve", "--accounts", str(ARGS["accounts"]), "--seed",
          str(ARGS["seed"]), "--scenarios", str(ARGS["scenarios"]), "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
