@@ -11,10 +11,18 @@ scenarios=None) -> MarginResult`` (see :mod:`.base`):
   isolated or cross), ``DydxMargin``, ``DriftMargin``, ``DeribitLinearMargin``;
 * exchange rules: bracket (leverage and margin tier) tables, initial and maintenance margin of
   positions and cross-margin accounts, and Binance-style liquidation and bankruptcy prices for
-  linear (USDⓈ-M) and inverse (COIN-M) contracts (:mod:`.brackets`, :mod:`.liquidation`).
+  linear (USDⓈ-M) and inverse (COIN-M) contracts (:mod:`.brackets`, :mod:`.liquidation`);
+  shipped Binance tables for BTC and ETH USDⓈ-M and COIN-M perpetuals, by name
+  (:func:`builtin_table`, :mod:`.bracket_tables`).
 """
 
 from .base import MarginMethod, MarginResult
+from .bracket_tables import (
+    BuiltinTableInfo,
+    builtin_table,
+    builtin_table_info,
+    builtin_table_names,
+)
 from .brackets import (
     AccountMargin,
     BracketTable,
@@ -56,6 +64,10 @@ __all__ = [
     "BracketTable",
     "bankruptcy_price",
     "binance_btcusdt_2021",
+    "BuiltinTableInfo",
+    "builtin_table",
+    "builtin_table_info",
+    "builtin_table_names",
     "cross_maintenance_margin",
     "liquidation_price",
     "liquidation_price_with_table",
