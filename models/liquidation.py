@@ -35,8 +35,11 @@ Scope and simplifications (all documented on the functions):
   which re-checks every account in every round. ``method="auto"`` picks the fast path when
   the book and rules allow it; on such a book both give the same results.
 
-Units: prices and amounts in USD (coins in units of the coin), time in years (``horizon``,
-``half_life``; one hour is ``1 / (365 * 24)``), grace periods in steps.
+Units: prices and amounts in USD (coins in units of the coin); the horizon and the impact's
+half-life are given in days (``horizon_days``, ``half_life_days``; one hour is ``1 / 24``), as
+everywhere else in the package; the years keywords ``horizon`` and ``half_life`` still work
+with a ``DeprecationWarning``. Results keep ``horizon`` and ``dt`` in years; grace periods
+are in steps.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from marginlab.simulate import simulate_paths
 from marginlab.simulate import var as risk_var
 
 from ._validate import check_real
+from ._warn import warn as _warn
 from .book import INVERSE_TYPES, STABLECOINS, Book
 from .margin.brackets import BracketTable
 from .scenarios import MarketState
@@ -92,6 +96,20 @@ def _per_asset(name: str, value: Any, *, low: float, low_open: bool = False,
     return one(name, value)
 
 
+def _scaled(value: Any, factor: float) -> Any:
+    if isinstance(value, dict):
+        return {k: v * factor for k, v in value.items()}
+    return value * factor
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) != isinstance(b, dict):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b or math.isclose(a, b, rel_tol=1e-12)
+
+
 @dataclass(frozen=True, eq=False)
 class PriceImpact:
     r"""Price impact of liquidation orders, per underlying.
@@ -105,8 +123,12 @@ class PriceImpact:
         Coefficient :math:`\lambda` of the linear term (dimensionless).
     sqrt : float or mapping, default 0.0
         Coefficient :math:`\eta` of the square-root term (dimensionless).
-    half_life : float or mapping, default inf
-        Half-life of the impact in years (``inf``: permanent; ``0``: it lasts only the step
+    half_life : float or mapping, optional
+        Deprecated: the half-life in years (``half_life_days / 365``). Given, it warns
+        (``DeprecationWarning``) and sets ``half_life_days``; after construction the attribute
+        holds the half-life in years, derived from ``half_life_days`` (what the kernels use).
+    half_life_days : float or mapping, default inf
+        Half-life of the impact in days (``inf``: permanent; ``0``: it lasts only the step
         in which it happened). The impact state decays by :math:`2^{-\Delta t / h}` per step.
 
     Notes
@@ -123,14 +145,15 @@ class PriceImpact:
     Examples
     --------
     >>> PriceImpact(depth={"BTC": 3e8, "ETH": 1e8}, linear=0.02, sqrt=0.01,
-    ...             half_life=2 / _HOURS_PER_YEAR).depth["ETH"]
+    ...             half_life_days=2 / 24).depth["ETH"]
     100000000.0
     """
 
     depth: Any
     linear: Any = 0.0
     sqrt: Any = 0.0
-    half_life: Any = math.inf
+    half_life: Any = None
+    half_life_days: Any = None
 
     def __post_init__(self) -> None:
         sets = object.__setattr__
@@ -138,8 +161,21 @@ class PriceImpact:
                                        allow_inf=True))
         sets(self, "linear", _per_asset("linear", self.linear, low=0.0))
         sets(self, "sqrt", _per_asset("sqrt", self.sqrt, low=0.0))
-        sets(self, "half_life", _per_asset("half_life", self.half_life, low=0.0,
-                                           allow_inf=True))
+        days = (None if self.half_life_days is None else
+                _per_asset("half_life_days", self.half_life_days, low=0.0, allow_inf=True))
+        if self.half_life is not None:
+            years = _per_asset("half_life", self.half_life, low=0.0, allow_inf=True)
+            from_years = _scaled(years, 365.0)
+            if days is None:
+                _warn("PriceImpact(half_life=...) in years is deprecated; pass "
+                      f"half_life_days={from_years!r} (days)", DeprecationWarning)
+                days = from_years
+            elif not _same(days, from_years):  # dataclasses.replace passes both: must agree
+                raise ValueError(f"half_life={self.half_life!r} (years) and half_life_days="
+                                 f"{self.half_life_days!r} disagree; pass half_life_days only")
+        days = math.inf if days is None else days
+        sets(self, "half_life_days", days)
+        sets(self, "half_life", _scaled(days, 1.0 / 365.0))
 
     @classmethod
     def none(cls) -> PriceImpact:
@@ -562,6 +598,11 @@ class CascadeResult:
     no_feedback: CascadeResult | None = field(default=None, repr=False)
     tracked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object), repr=False)
 
+    @property
+    def horizon_days(self) -> float:
+        """The horizon in days (``horizon * 365``)."""
+        return self.horizon * 365.0
+
     # ------------------------------------------------------------------ per path
     def column(self, name: str) -> np.ndarray:
         """One per-path field of :data:`marginlab.simulate.cascade.PATH_FIELDS`, or
@@ -780,6 +821,20 @@ def _tracked(track: Any, ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def _horizon_years(horizon_days: Any, horizon: Any) -> float:
+    """The horizon in years from ``horizon_days`` (default 2) or the deprecated ``horizon``."""
+    if horizon is not None:
+        if horizon_days is not None:
+            raise ValueError(f"give horizon_days (days) only, not also horizon={horizon!r} "
+                             "(years, deprecated)")
+        years = check_real("horizon", horizon, low=0.0, low_open=True)
+        _warn(f"horizon= in years is deprecated; pass horizon_days={years * 365.0:g} (days)",
+              DeprecationWarning)
+        return years
+    days = 2.0 if horizon_days is None else horizon_days
+    return check_real("horizon_days", days, low=0.0, low_open=True) / 365.0
+
+
 def simulate_liquidations(
     book: Book,
     market: MarketState,
@@ -787,7 +842,7 @@ def simulate_liquidations(
     *,
     rules: LiquidationRules,
     impact: PriceImpact | None = None,
-    horizon: float = 2.0 / 365.0,
+    horizon_days: float | None = None,
     n_steps: int = 48,
     n_paths: int = 10_000,
     seed: int | np.random.SeedSequence | None = None,
@@ -798,6 +853,7 @@ def simulate_liquidations(
     compare_no_feedback: bool = False,
     track: str | Any = None,
     path_assets: Any = None,
+    horizon: float | None = None,
 ) -> CascadeResult:
     """Simulate margin calls, liquidations, cascades, bad debt and ADL over a horizon.
 
@@ -814,8 +870,8 @@ def simulate_liquidations(
     rules : LiquidationRules
     impact : PriceImpact, optional
         Default: no impact (liquidations fill at the mark and move nothing).
-    horizon : float
-        Margin period of risk in years (default two days).
+    horizon_days : float, default 2.0
+        Margin period of risk in days (as ``horizon_days`` everywhere else).
     n_steps : int
         Monitoring steps over the horizon (default 48: hourly for two days).
     n_paths : int
@@ -825,7 +881,8 @@ def simulate_liquidations(
     paths : ndarray, optional
         Precomputed exogenous prices, shape (n_paths, n_steps + 1, n_assets) with
         ``paths[:, 0] == market prices``; then ``model``, ``n_paths`` and ``n_steps`` come
-        from it (``horizon`` still sets the step ``dt = horizon / n_steps``).
+        from it (``horizon_days`` still sets the step ``dt = horizon_days / 365 / n_steps``
+        years).
     method : {"auto", "fast", "general"}
         Engine; ``"auto"`` takes the fast path when every account holds one position with
         collateral in USD or that position's coin and the rules are full close-out without
@@ -846,6 +903,9 @@ def simulate_liquidations(
         Names of the columns of ``paths`` (e.g. shared paths of every asset of a run); the
         columns the book needs are taken from them by name. Default: ``paths`` has exactly
         the columns ``result.assets``.
+    horizon : float, optional
+        Deprecated: the horizon in years (``horizon_days / 365``); warns
+        (``DeprecationWarning``). ``result.horizon`` stays in years.
 
     Returns
     -------
@@ -880,7 +940,7 @@ def simulate_liquidations(
         raise ValueError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
     if not isinstance(compare_no_feedback, (bool, np.bool_)):
         raise TypeError(f"compare_no_feedback must be True or False, got {compare_no_feedback!r}")
-    horizon = check_real("horizon", horizon, low=0.0, low_open=True)
+    horizon = _horizon_years(horizon_days, horizon)
     conv = _convert(book, market, rules, horizon, method)
     n_a = len(conv.assets)
     if conv.keep.size == 0:

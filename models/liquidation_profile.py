@@ -316,7 +316,8 @@ def liquidation_profile(
         part = sim_ids[lo:lo + chunk]
         if not part:
             break
-        res = simulate_liquidations(book, market, rules=rules, impact=impact, horizon=horizon,
+        res = simulate_liquidations(book, market, rules=rules, impact=impact,
+                                    horizon_days=days,
                                     paths=paths, path_assets=path_assets, method=method,
                                     record=0, track=part)
         frames.append(profile_frame(res, quantiles=qs, level=level, reference=ref))
