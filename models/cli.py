@@ -2,14 +2,21 @@
 
 Subcommands (each has ``--help``):
 
+* ``marginlab init [PATH] [--force]``: write a commented example configuration (every
+  section and method type, with their parameters) that ``marginlab run`` accepts as written.
 * ``marginlab run CONFIG.toml [--resume] [--workers N | --scheduler ADDRESS]``: the batch run.
 * ``marginlab demo``: the same on an embedded default (a synthetic book and market generated
   by our own models, no data files), after a short summary of every market model.
 * ``marginlab make-book --accounts N --seed S OUT``: a synthetic book as CSV or Parquet files.
-* ``marginlab calibrate PRICES --model garch --dist t``: fit a market model to price history.
+* ``marginlab calibrate PRICES [PRICES ...] --model garch --dist t [--output SNIPPET.toml |
+  --config RUN.toml --book FOLDER]``: fit one market model jointly to several price files
+  (correlation included); write the ``[market]``/``[scenarios]`` sections, or a whole
+  configuration, that ``marginlab run`` accepts as written.
 * ``marginlab compare CONFIG.toml``: run the configured methods side by side (table + plots).
 * ``marginlab backtest PRICES.csv [PRICES2.csv ...] --methods gbm,garch_t,merton,fhs,hs,exchange,
   grid --level 0.99 --horizon 2 --output DIR``: rolling out-of-sample margin backtest.
+
+``marginlab --version`` prints the version; ``python -m marginlab`` is the same command.
 
 Exit codes: 0 on success; 1 with a one-line reason on stderr on bad input or failure; 2 for
 command-line usage errors. ``--verbose`` shows logs and tracebacks.
@@ -99,6 +106,44 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from .config_template import example_config
+
+    path = Path(args.path)
+    if path.is_dir():
+        raise ValueError(f"PATH: {path} is a folder; give a file name such as "
+                         f"{path / 'marginlab.toml'}")
+    if path.exists() and not args.force:
+        raise ValueError(f"PATH: {path} exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise ValueError(f"PATH: the folder {path.parent} does not exist")
+    _write_text(path, example_config(path.name))
+    print(f"wrote {path}: a synthetic book, GBM scenarios, and every method type (those "
+          "needing files commented out)")
+    print(f"run it with: marginlab run {path}")
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed when complete."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("marginlab")
+    except Exception:  # a source tree that was never installed
+        return "0+unknown"
+
+
 def _run(args: argparse.Namespace) -> int:
     from .config import check_scheduler_address, load_config
     from .runner import run_batch
@@ -120,7 +165,8 @@ def _make_book(args: argparse.Namespace) -> int:
 
     if args.accounts < 1:
         raise ValueError(f"--accounts must be >= 1, got {args.accounts}")
-    book = make_book(args.accounts, args.seed)
+    unds = [u.strip() for u in args.underlyings.split(",") if u.strip()]
+    book = make_book(args.accounts, args.seed, underlyings=unds)
     paths = book.to_files(args.out, fmt=args.format)
     print(f"{book!r}")
     for p in paths.values():
@@ -129,21 +175,9 @@ def _make_book(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibration import fit
-    from .history import read_prices
+    from .calibrate_cli import calibrate_command
 
-    hist = read_prices(args.prices, column=args.column)
-    kw = {}
-    if args.model in ("garch", "fhs"):
-        kw["dist"] = args.dist
-        kw["gjr"] = args.gjr
-    result = fit(hist, model=args.model, **kw)
-    print(f"{args.model} fit to {hist.n_obs} prices of {args.prices} "
-          f"(step {hist.step * 365:g} days)")
-    print(result.summary().to_string())
-    print(f"log-likelihood {result.loglik:.2f}  AIC {result.aic:.2f}  BIC {result.bic:.2f}")
-    print(f"model: {result.model!r}")
-    return 0
+    return calibrate_command(args)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -172,7 +206,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Monte Carlo VaR / expected-shortfall margin for crypto derivatives.",
     )
     p.add_argument("--verbose", action="store_true", help="show logs and tracebacks")
+    p.add_argument("--version", action="version", version=f"marginlab {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    i = sub.add_parser("init", help="write a commented example configuration",
+                       description="Write a commented example configuration: every section "
+                       "and method type with its parameters, types and defaults. As written "
+                       "it runs (a synthetic book, GBM scenarios, Monte Carlo, SPAN-like and "
+                       "Deribit-like methods); methods needing files are commented out.")
+    i.add_argument("path", nargs="?", default="marginlab.toml",
+                   help="file to write (default marginlab.toml)")
+    i.add_argument("--force", action="store_true", help="overwrite an existing file")
+    i.set_defaults(func=_init)
 
     r = sub.add_parser("run", help="batch run of a CONFIG.toml",
                        description="Compute every account's margin under the configured "
@@ -209,18 +254,21 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--accounts", type=int, required=True, help="number of accounts")
     m.add_argument("--seed", type=int, default=0, help="random seed")
     m.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    m.add_argument("--underlyings", default="BTC,ETH,SOL",
+                   help="comma-separated underlyings (default BTC,ETH,SOL)")
     m.add_argument("out", help="output folder")
     m.set_defaults(func=_make_book)
 
-    c = sub.add_parser("calibrate", help="fit a market model to price history",
-                       description="Fit GBM, EWMA, GARCH/GJR, Merton or FHS to a CSV/Parquet "
-                       "price history (date or datetime column + close).")
-    c.add_argument("prices", help="price file")
-    c.add_argument("--model", choices=("gbm", "ewma", "garch", "merton", "fhs"),
-                   default="garch")
-    c.add_argument("--dist", choices=("normal", "t"), default="t")
-    c.add_argument("--gjr", action="store_true", help="GJR leverage term")
-    c.add_argument("--column", default="close", help="price column (default close)")
+    from .calibrate_cli import add_calibrate_arguments
+
+    c = sub.add_parser("calibrate", help="fit a market model to price files, jointly",
+                       description="Fit GBM, EWMA, GARCH/GJR, Merton or FHS jointly to one "
+                       "or more CSV/Parquet price files (date or datetime column + close; "
+                       "aligned on their common dates): per-asset estimates, the correlation "
+                       "and fit diagnostics. --output writes the [market] and [scenarios] "
+                       "sections, --config a whole configuration; marginlab run accepts "
+                       "both as written.")
+    add_calibrate_arguments(c)
     c.set_defaults(func=_calibrate)
 
     k = sub.add_parser("compare", help="compare the configured methods side by side",
