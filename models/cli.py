@@ -99,11 +99,27 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"Batch run on the embedded default: {args.accounts:,} synthetic accounts, "
           f"{args.scenarios:,} scenarios")
-    cfg = config_from_dict(default_config(args.output, args.accounts, args.scenarios),
-                           Path.cwd(), "embedded default")
+    data = default_config(args.output, args.accounts, args.scenarios)
+    cfg = config_from_dict(data, Path.cwd(), "embedded default")
     outputs = run_batch(cfg, progress=not args.quiet)
     _print_outputs(outputs)
+    written = outputs.folder / "config.toml"
+    _write_text(written, demo_config_toml(data))
+    print(f"  {written.name} (the configuration of this run: marginlab run {written} "
+          "gives the same numbers)")
     return 0
+
+
+def demo_config_toml(data: dict) -> str:
+    """The demo's configuration as TOML, to be written in its output folder: the same
+    numbers when run again, with the output in a ``rerun`` subfolder of that folder."""
+    from . import _toml
+
+    data = {**data, "run": {**data["run"], "output": "rerun"}}
+    return _toml.dumps(data, header="The configuration that `marginlab demo` ran. "
+                       "`marginlab run config.toml` gives the same numbers\n"
+                       "(outputs in the rerun/ subfolder). "
+                       "`marginlab init` writes a commented configuration.")
 
 
 def _init(args: argparse.Namespace) -> int:
