@@ -36,9 +36,15 @@ from ._cascade_rules import (
     _fund_share,
     _mark_to_market,
     _notional,
+    _option_cash,
+    _option_mark,
+    _option_vol,
+    _options_mm,
+    _options_state,
     _rank_pop,
     _rank_push,
     _realised,
+    _revalue_options,
     _settle_if_closed,
     _slope,
     _track_reset,
@@ -56,7 +62,10 @@ def _cross_path(
     tab_mmr, tab_cum, tab_n,
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
+    o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab, vol_paths,
+    dt, min_delta, remargin_every,
     lvl_px,
+    oq, oval, odelta, omm,
     q, usd, bal, call_step, part_step, st_call, st_liq, st_bank, st_adl, buf, rank_pos_arr,
     rank_key, rank_len, rank_stamp, xp, pp, balp,
     s0, J, P0, P, X, plast, H,
@@ -65,10 +74,21 @@ def _cross_path(
     n_a = s0.shape[0]
     n_acc = usd0.shape[0]
     n_pos = pos_q.shape[0]
+    has_opt = o_q.shape[0] > 0
     rs = block_state(key, p)
     _begin_path(p, paths, h0, s0, J, P, plast, H, out_asset, rec)
     for k in range(n_pos):
         q[k] = pos_q[k]
+    if has_opt:  # today's option values, deltas and margin
+        for k in range(o_q.shape[0]):
+            a = o_asset[k]
+            oq[k] = o_q[k]
+            oval[k], odelta[k] = _option_mark(s0[a], o_strike[k], o_expiry[k],
+                                              _option_vol(k, a, p, 0, o_vol, vol_paths),
+                                              o_phi[k])
+        for i in range(n_acc):
+            omm[i] = _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, s0, min_delta,
+                                 tab_mmr, tab_cum, tab_n)
     for lst in range(2 * n_a):
         rank_stamp[lst] = -1
     for s in range(trk_acc.shape[0]):
@@ -84,6 +104,8 @@ def _cross_path(
             w += bal0[i, a] * s0[a]
         for k in range(start[i], start[i + 1]):
             w += _upnl(q[k], s0[pos_asset[k]], pos_entry[k], pos_face[k], pos_inv[k] == 1)
+        if has_opt:
+            w += _options_state(i, o_start, oq, oval)[0]
         w0 += w
     fund = fund0
     fund_min = fund0
@@ -103,6 +125,22 @@ def _cross_path(
     for t in range(1, n_steps + 1):
         tstamp = p * (n_steps + 1) + t
         _begin_step(p, t, paths, rho, J, P0, P, X, out_asset)
+        if has_opt:
+            # ---- (0) options revalued at the step's base marks; expiring ones settled
+            gmk = _mark_to_market(gmk, H, P, plast)
+            remargin = t % remargin_every == 0
+            for i in range(n_acc):
+                if o_start[i] == o_start[i + 1]:
+                    continue
+                dg, n_open, expired = _revalue_options(
+                    i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi, o_vol,
+                    vol_paths, o_coin, oq, oval, odelta, usd, bal, P, H)
+                gmk += dg
+                if remargin or expired:
+                    omm[i] = _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, P,
+                                         min_delta, tab_mmr, tab_cum, tab_n)
+                if expired and n_open == 0:
+                    _settle_if_closed(i, start, q, usd, bal, P, H)
         while True:
             # ---- (1) margin calls (and top-ups), (2) accounts to liquidate
             nb = 0
@@ -110,6 +148,11 @@ def _cross_path(
                 mb, mm, _, alive = _account_margin(
                     i, start, q, pos_asset, pos_inv, pos_entry, pos_face, pos_tab, usd, w_usd,
                     bal, w_bal, P, tab_mmr, tab_cum, tab_n)
+                if has_opt:
+                    ov, _, o_alive = _options_state(i, o_start, oq, oval)
+                    mb += ov
+                    mm += omm[i]
+                    alive = alive or o_alive
                 if not alive:
                     continue
                 if call_step[i] < 0 and mb < mm:
@@ -148,6 +191,12 @@ def _cross_path(
                 mb, mm, ntot, alive = _account_margin(
                     i, start, q, pos_asset, pos_inv, pos_entry, pos_face, pos_tab, usd, w_usd,
                     bal, w_bal, P, tab_mmr, tab_cum, tab_n)
+                ogross = 0.0
+                if has_opt:
+                    ov, ogross, o_alive = _options_state(i, o_start, oq, oval)
+                    mb += ov
+                    mm += omm[i]
+                    alive = alive or o_alive
                 if not alive:
                     continue
                 soft = grace >= 0 and call_step[i] >= 0 and t - call_step[i] >= grace
@@ -156,7 +205,7 @@ def _cross_path(
                 gmk = _mark_to_market(gmk, H, P, plast)  # up to the current marks
                 phi = 1.0
                 if partial and part_step[i] != t and mb > 0.0:
-                    den = partial_target * mm - fee_rate * ntot
+                    den = partial_target * mm - fee_rate * (ntot + ogross)
                     if den > 0.0:
                         phi = (partial_target * mm - mb) / den
                     if phi > 1.0:
@@ -164,6 +213,7 @@ def _cross_path(
                 # projected equity after a market close-out of the fraction phi
                 for _attempt in range(2):
                     usdp = usd[i]
+                    wo_rest = 0.0
                     for a in range(n_a):
                         xp[a] = X[a]
                         pp[a] = P[a]
@@ -183,10 +233,21 @@ def _cross_path(
                             balp[a] += _realised(dq, xf, pos_entry[k], pos_face[k], inv)
                         else:
                             usdp += _realised(dq, xf, pos_entry[k], pos_face[k], inv)
+                    if has_opt:  # options close at their value, without market impact
+                        for k in range(o_start[i], o_start[i + 1]):
+                            if oq[k] != 0.0:
+                                cash = (oq[k] if phi == 1.0 else phi * oq[k]) * oval[k]
+                                if o_coin[k] == 1:
+                                    balp[o_asset[k]] += cash / P[o_asset[k]]
+                                else:
+                                    usdp += cash
+                                if phi < 1.0:
+                                    wo_rest += (oq[k] - phi * oq[k]) * oval[k]
                     w_proj = usdp
                     for a in range(n_a):
                         w_proj += balp[a] * pp[a]
                     if phi < 1.0:
+                        w_proj += wo_rest
                         for k in range(start[i], start[i + 1]):
                             if q[k] != 0.0:
                                 a = pos_asset[k]
@@ -202,7 +263,9 @@ def _cross_path(
                     counts[C_LIQ, i] += 1
                     if trk[i] >= 0:
                         acct_out[p, trk[i], T_LIQ_STEP] = t
-                        acct_out[p, trk[i], T_LIQ_PRICE] = P[pos_asset[start[i]]]
+                        acct_out[p, trk[i], T_LIQ_PRICE] = P[
+                            pos_asset[start[i]] if start[i] < start[i + 1]
+                            else o_asset[o_start[i]]]
                 bankrupt = False
                 market_usd = 0.0
                 if phi == 1.0 and w_proj < 0.0 and fund < -w_proj:
@@ -210,6 +273,8 @@ def _cross_path(
                     bankrupt = True
                     w_mark = _account_equity(i, start, q, pos_asset, pos_inv, pos_entry,
                                              pos_face, usd, bal, P)
+                    if has_opt:
+                        w_mark += _options_state(i, o_start, oq, oval)[0]
                     deficit = -w_mark if w_mark < 0.0 else 0.0
                     for k in range(start[i], start[i + 1]):
                         qk = q[k]
@@ -236,6 +301,8 @@ def _cross_path(
                                 j = pos_acc[m]
                                 wj = _account_equity(j, start, q, pos_asset, pos_inv,
                                                      pos_entry, pos_face, usd, bal, P)
+                                if has_opt:
+                                    wj += _options_state(j, o_start, oq, oval)[0]
                                 score = _adl_score(
                                     q[m], pa, pos_entry[m],
                                     _notional(q[m], pa, pos_face[m], pos_inv[m] == 1), wj)
@@ -270,7 +337,8 @@ def _cross_path(
                                 adl_paid += tau
                                 H[a] += (bal[j, a] - bal_j0 + _slope(new_q, em, fm, invm)
                                          - slope_m0)
-                                if new_q == 0.0:
+                                if new_q == 0.0 and not (
+                                        has_opt and _options_state(j, o_start, oq, oval)[2]):
                                     _settle_if_closed(j, start, q, usd, bal, P, H)
                                 if st_adl[j] != p:
                                     st_adl[j] = p
@@ -301,6 +369,15 @@ def _cross_path(
                         if trk[i] >= 0:
                             acct_out[p, trk[i], T_BAD_DEBT] += received
                     phi = 1.0
+                if has_opt:  # ---- options: the fraction phi closed at their value
+                    for k in range(o_start[i], o_start[i + 1]):
+                        if oq[k] != 0.0:
+                            dq = oq[k] if phi == 1.0 else phi * oq[k]
+                            market_usd += _option_cash(i, k, dq, o_asset, o_coin, oval, usd,
+                                                       bal, P, H)
+                            oq[k] = 0.0 if phi == 1.0 else oq[k] - dq
+                    omm[i] = _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, P,
+                                         min_delta, tab_mmr, tab_cum, tab_n)
                 # ---- market orders: the fraction phi, or what ADL left, of every position
                 for k in range(start[i], start[i + 1]):
                     qk = q[k]
@@ -336,6 +413,8 @@ def _cross_path(
                 # ---- settlement
                 w = _account_equity(i, start, q, pos_asset, pos_inv, pos_entry, pos_face, usd,
                                     bal, P)
+                if has_opt:
+                    w += _options_state(i, o_start, oq, oval)[0]
                 if w < 0.0:
                     bankrupt = True
                     pay = -w
@@ -374,6 +453,8 @@ def _cross_path(
     w1 = 0.0
     for i in range(n_acc):
         w = _account_equity(i, start, q, pos_asset, pos_inv, pos_entry, pos_face, usd, bal, P)
+        if has_opt:
+            w += _options_state(i, o_start, oq, oval)[0]
         w1 += w
         if trk[i] >= 0:
             acct_out[p, trk[i], T_FINAL_EQUITY] = w
@@ -388,6 +469,8 @@ def _cross_block(
     tab_mmr, tab_cum, tab_n,
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
+    o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab, vol_paths,
+    dt, min_delta, remargin_every,
     lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_acc = usd0.shape[0]
@@ -417,6 +500,11 @@ def _cross_block(
     X = np.empty(n_a)
     plast = np.empty(n_a)
     H = np.empty(n_a)
+    n_opt = o_q.shape[0]
+    oq = np.empty(n_opt)
+    oval = np.empty(n_opt)
+    odelta = np.empty(n_opt)
+    omm = np.zeros(n_acc)
     for p in range(b * PATH_BLOCK, min((b + 1) * PATH_BLOCK, n_paths)):
         _cross_path(
             p, paths, n_steps, depth, k_lin, k_sqrt, rho, liq_frac, fee_rate, fund0, partial,
@@ -424,7 +512,10 @@ def _cross_block(
             tab_mmr, tab_cum, tab_n,
             start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0,
             w_usd, bal0, w_bal, side_start, side_pos, h0,
+            o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab,
+            vol_paths, dt, min_delta, remargin_every,
             lvl_px,
+            oq, oval, odelta, omm,
             q, usd, bal, call_step, part_step, st_call, st_liq, st_bank, st_adl, buf,
             rank_pos_arr, rank_key, rank_len, rank_stamp, xp, pp, balp,
             s0, J, P0, P, X, plast, H,
@@ -439,6 +530,8 @@ def _cross_kernel(
     tab_mmr, tab_cum, tab_n,
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
+    o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab, vol_paths,
+    dt, min_delta, remargin_every,
     lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_blocks = (n_paths + PATH_BLOCK - 1) // PATH_BLOCK
@@ -449,5 +542,7 @@ def _cross_kernel(
             tab_mmr, tab_cum, tab_n,
             start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0,
             w_usd, bal0, w_bal, side_start, side_pos, h0,
+            o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab,
+            vol_paths, dt, min_delta, remargin_every,
             lvl_px, out_path, out_asset, counts[b], levels[b], rec, trk, trk_acc, acct_out,
         )  # fmt: skip

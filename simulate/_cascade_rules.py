@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ._numba import inline_kernel, kernel
+from .pricing import _greeks_core
 
 PATH_BLOCK = 512
 """Paths per work block. Part of the reproducibility contract (per-account counts are summed
@@ -419,3 +420,117 @@ def _account_equity(i, start, q, pos_asset, pos_inv, pos_entry, pos_face, usd, b
             a = pos_asset[k]
             w += _upnl(q[k], P[a], pos_entry[k], pos_face[k], pos_inv[k] == 1)
     return w
+
+
+# =========================================================================== options
+EXPIRY_TOL = 1e-9
+"""An option is expired at step ``t`` when ``expiry - t dt <= EXPIRY_TOL x dt`` (years)."""
+
+
+@inline_kernel
+def _option_vol(k, a, p, t, o_vol, vol_paths):
+    # Implied vol of option k at step t of path p: its own vol times the multiplier of its
+    # underlying's vols on that path (``vol_paths`` with 0 rows for none, 1 row for the same
+    # multipliers on every path).
+    n_v = vol_paths.shape[0]
+    if n_v == 0:
+        return o_vol[k]
+    return o_vol[k] * vol_paths[p if n_v > 1 else 0, t, a]
+
+
+@inline_kernel
+def _option_mark(s, strike, tau, sigma, phi):
+    # Black-Scholes value (USD per unit of the underlying) and delta of a European option at
+    # spot s, tau years to expiry (rate and carry 0); tau <= 0 gives the payoff.
+    v, d, _, _, _ = _greeks_core(s, strike, tau, sigma, 0.0, 0.0, phi)
+    return v, d
+
+
+@inline_kernel
+def _option_mm(qo, s, delta, min_delta, inv, tb, tab_mmr, tab_cum, tab_n):
+    # Maintenance margin (USD) of an option position: none when long (the premium is paid and
+    # its value counts in the margin balance), the position's bracket rule on the
+    # delta-equivalent notional |q| S max(|delta|, min_delta) when short.
+    if qo >= 0.0:
+        return 0.0
+    d = abs(delta)
+    if d < min_delta:
+        d = min_delta
+    return _mm_position(-qo * s * d, s, inv, tb, tab_mmr, tab_cum, tab_n)
+
+
+@inline_kernel
+def _options_state(i, o_start, oq, oval):
+    # Account i's options at their last revaluation: (value, gross value |q| v, any open), USD.
+    val = 0.0
+    gross = 0.0
+    alive = False
+    for k in range(o_start[i], o_start[i + 1]):
+        if oq[k] != 0.0:
+            alive = True
+            val += oq[k] * oval[k]
+            gross += abs(oq[k]) * oval[k]
+    return val, gross, alive
+
+
+@inline_kernel
+def _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, P, min_delta, tab_mmr, tab_cum,
+                tab_n):
+    # Maintenance margin (USD) of account i's options at the marks P and their last deltas.
+    mm = 0.0
+    for k in range(o_start[i], o_start[i + 1]):
+        if oq[k] < 0.0:
+            a = o_asset[k]
+            mm += _option_mm(oq[k], P[a], odelta[k], min_delta, o_inv[k] == 1, o_tab[k],
+                             tab_mmr, tab_cum, tab_n)
+    return mm
+
+
+@inline_kernel
+def _option_cash(i, k, dq, o_asset, o_coin, oval, usd, bal, P, H):
+    # Close (or settle at expiry) the quantity dq of option k of account i at its value:
+    # USD-settled into the USD balance, coin-settled into the coin of its underlying at the
+    # mark (wealth neutral). Returns the USD amount |dq v|.
+    cash = dq * oval[k]
+    if o_coin[k] == 1:
+        a = o_asset[k]
+        c = cash / P[a]
+        bal[i, a] += c
+        H[a] += c
+    else:
+        usd[i] += cash
+    return abs(cash)
+
+
+@inline_kernel
+def _revalue_options(i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi, o_vol,
+                     vol_paths, o_coin, oq, oval, odelta, usd, bal, P, H):
+    # The per-step revaluation of account i's options at the marks P (the step's base marks),
+    # the remaining time to expiry and the step's implied vols; options that expire are
+    # settled at their payoff. Returns (market P&L of the revaluation, open options left,
+    # whether one expired). Coin settlement changes the exposure H at the marks P: the caller
+    # has marked H to P before.
+    dg = 0.0
+    n_open = 0
+    expired = False
+    for k in range(o_start[i], o_start[i + 1]):
+        qk = oq[k]
+        if qk == 0.0:
+            continue
+        a = o_asset[k]
+        tau = o_expiry[k] - t * dt
+        if tau <= EXPIRY_TOL * dt:
+            tau = 0.0
+        v, d = _option_mark(P[a], o_strike[k], tau, _option_vol(k, a, p, t, o_vol, vol_paths),
+                            o_phi[k])
+        dg += qk * (v - oval[k])
+        oval[k] = v
+        odelta[k] = d
+        if tau == 0.0:
+            _option_cash(i, k, qk, o_asset, o_coin, oval, usd, bal, P, H)
+            oq[k] = 0.0
+            oval[k] = 0.0
+            expired = True
+        else:
+            n_open += 1
+    return dg, n_open, expired

@@ -16,8 +16,10 @@ Arrays in, arrays out: the meaning (books, exchange rules, result tables) lives 
   and top-ups. It is the slow, obviously correct reference of the fast path: on a book both
   accept they give the same results.
 
-Options are not simulated (a book with options must be reduced to its linear and inverse
-positions first).
+Options (USD- or coin-settled European options held by ``CrossAccounts``, passed as
+:class:`OptionPositions` with :class:`OptionRules`) are revalued at every step, margined, settled
+at expiry and closed at liquidation by the general path: the rules and their cost are in
+:mod:`._cascade_options`.
 
 The rules (one step ``t = 1..n_steps``)
 ---------------------------------------
@@ -110,6 +112,13 @@ import numpy as np
 
 from ._cascade_fast import _fast_kernel
 from ._cascade_general import _cross_kernel
+from ._cascade_options import (
+    OptionPositions,
+    OptionRules,
+    no_options,
+    option_arrays,
+    option_margin,
+)
 from ._cascade_rules import (  # noqa: F401  (constants and rules re-exported)
     A_ADL_VOLUME,
     A_LIQ_VOLUME,
@@ -166,6 +175,8 @@ __all__ = [
     "TRACK_FIELDS",
     "SingleAccounts",
     "CrossAccounts",
+    "OptionPositions",
+    "OptionRules",
     "MarginTables",
     "ImpactParams",
     "CascadeRules",
@@ -625,8 +636,11 @@ def _slots(trk_acc: np.ndarray, n_acc: int) -> np.ndarray:
     return slot
 
 
-def _check_initial(accounts, tables, s0, liq_fraction) -> None:
+def _check_initial(accounts, tables, s0, liq_fraction, opt=None) -> None:
     mb, mm, _ = margin_state(accounts, tables, s0)
+    if opt is not None:
+        ov, omm = option_margin(opt, _max_lines, tables, s0, mb.size)
+        mb, mm = mb + ov, mm + omm
     bad = mb < liq_fraction * mm
     if np.any(bad):
         k = int(np.flatnonzero(bad)[0])
@@ -647,6 +661,8 @@ def simulate_cascade(
     record: int = 0,
     seed: int | np.random.SeedSequence | None = None,
     track: np.ndarray | None = None,
+    options: OptionPositions | None = None,
+    option_rules: OptionRules | None = None,
 ) -> CascadeArrays:
     """Run margin calls, liquidations, the insurance fund and ADL along every path.
 
@@ -678,6 +694,11 @@ def simulate_cascade(
         Accounts (indices into ``accounts``) whose outcome on every path is kept in
         ``CascadeArrays.accounts`` (``TRACK_FIELDS``); memory ``n_paths x len(track) x 56``
         bytes. Default: none.
+    options : OptionPositions, optional
+        Options held by the accounts (``CrossAccounts`` only); revalued, margined, settled
+        at expiry and liquidated along the paths (see :mod:`._cascade_options`).
+    option_rules : OptionRules, optional
+        Step length, margin floor and interval, vol paths; required with ``options``.
 
     Returns
     -------
@@ -735,6 +756,9 @@ def simulate_cascade(
                else np.size(accounts.start) - 1 if isinstance(accounts, CrossAccounts) else 0)
     trk_acc = _track(track, n_given)
     acct_out = np.zeros((n_paths, trk_acc.size, N_TRACK_FIELDS))
+    if options is not None and not isinstance(accounts, CrossAccounts):
+        raise ValueError("options need CrossAccounts (the general path); got "
+                         f"{type(accounts).__name__}")
     if isinstance(accounts, SingleAccounts):
         if rules.partial or rules.grace >= 0 or rules.topup_prob > 0.0:
             raise ValueError("partial liquidation, a grace period and top-ups need "
@@ -772,7 +796,9 @@ def simulate_cascade(
     elif isinstance(accounts, CrossAccounts):
         acc = _cross(accounts, n_a, n_tab)
         n_acc = acc.usd.shape[0]
-        _check_initial(acc, tables, s0, rules.liq_fraction)
+        opt = (no_options(n_acc) if options is None else
+               option_arrays(options, option_rules, n_acc, n_a, n_tab, n_paths, n_steps, _check))
+        _check_initial(acc, tables, s0, rules.liq_fraction, opt if opt.q.size else None)
         pos_acc = np.repeat(np.arange(n_acc, dtype=np.int64), np.diff(acc.start))
         side_start, side_pos = _side_lists(acc.pos_asset, acc.pos_q, n_a)
         slope = np.where(acc.pos_inverse == 1, acc.pos_q * acc.pos_face / acc.pos_entry,
@@ -787,7 +813,7 @@ def simulate_cascade(
             tables.mmr, tables.cum, tables.n,
             acc.start, _i64(pos_acc), acc.pos_asset, acc.pos_inverse, acc.pos_q,
             acc.pos_entry, acc.pos_face, acc.pos_table, acc.usd, acc.w_usd, acc.bal,
-            acc.w_bal, side_start, side_pos, _f64(h0),
+            acc.w_bal, side_start, side_pos, _f64(h0), *opt,
             lvl_px, out_path, out_asset, counts, levels, rec, _slots(trk_acc, n_acc), trk_acc,
             acct_out,
         )  # fmt: skip
