@@ -35,6 +35,7 @@ from marginlab.simulate.revalue import (
 
 from .book import INVERSE_TYPES, OPTION_TYPES, PERP_TYPES, STABLECOINS, Book
 from .scenarios import MarketState, ScenarioSet
+from .vol_surface import shock_loadings
 
 __all__ = [
     "UnitPnL",
@@ -107,23 +108,26 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet,
     is_opt &= covered
     s0 = market.prices(scenarios.underlyings)
     vol = np.zeros(len(inst))
-    for u in sorted(set(und_names[is_opt & held])):
-        vol[(und_names == u) & is_opt] = market.implied_vol(str(u))
+    strike = np.nan_to_num(inst["strike"].to_numpy(float), nan=1.0)
+    expiry = np.nan_to_num(inst["expiry"].to_numpy(float), nan=0.0)
     # Options nobody holds on covered underlyings: value them too when the market has a vol,
     # so every row is meaningful whoever holds what.
-    for u in sorted(set(und_names[is_opt & ~held]) - set(und_names[is_opt & held])):
-        if str(u) in market.vol:
-            vol[(und_names == u) & is_opt] = market.vol[str(u)]
+    u_held = set(und_names[is_opt & held])
+    u_all = u_held | {u for u in set(und_names[is_opt & ~held]) if market.has_vol(str(u))}
+    for u in sorted(u_all):
+        sel = (und_names == u) & is_opt
+        vol[sel] = market.option_vols(str(u), strike[sel], expiry[sel])
+    skew_ld, term_ld = shock_loadings(np.where(is_opt, strike, 1.0), expiry, s0[und],
+                                      market.rate)
     n_funding = scenarios.horizon * FUNDING_INTERVALS_PER_YEAR
     rate = inst["funding_rate"].to_numpy(float)
     # Funding per unit over the horizon, USD now: linear on the notional mult x S0, inverse on
     # the face value (paid in coin, face / S0 coins, converted at the scenario price in-kernel).
     funding = np.where(is_perp, rate * n_funding * np.where(is_inv, mult, mult * s0[und]), 0.0)
-    return dict(kind=kind, underlying=und, multiplier=mult,
-                strike=np.nan_to_num(inst["strike"].to_numpy(float), nan=1.0),
-                expiry=np.nan_to_num(inst["expiry"].to_numpy(float), nan=0.0),
+    return dict(kind=kind, underlying=und, multiplier=mult, strike=strike, expiry=expiry,
                 is_call=inst["option_type"].to_numpy(str) == "call", implied_vol=vol,
-                funding=funding), s0
+                funding=funding, skew_loading=np.where(is_opt, skew_ld, 0.0),
+                term_loading=np.where(is_opt, term_ld, 0.0)), s0
 
 
 instrument_arrays = _instrument_arrays
@@ -149,7 +153,8 @@ def revalue(book: Book, market: MarketState, scenarios: ScenarioSet, *,
     """
     arrays, s0 = _instrument_arrays(book, market, scenarios, also_held)
     u_inst = unit_pnl(scenarios.prices, scenarios.vol_shock, s0, horizon=scenarios.horizon,
-                      rate=market.rate, approx=approx, **arrays)
+                      rate=market.rate, approx=approx, skew_shock=scenarios.skew_shock,
+                      term_shock=scenarios.term_shock, **arrays)
     rows = [u_inst]
     for asset in book.assets:
         if asset in STABLECOINS:
@@ -207,8 +212,12 @@ def account_equity(book: Book, market: MarketState) -> pd.DataFrame:
     opt = np.isin(types, OPTION_TYPES) & np.isfinite(s)
     value = np.zeros(len(inst))
     if opt.any():
-        vol = np.array([market.implied_vol(u) if o else 0.2
-                        for u, o in zip(inst["underlying"], opt, strict=True)])
+        vol = np.full(len(inst), 0.2)
+        und = inst["underlying"].to_numpy(str)
+        for u in sorted(set(und[opt])):
+            sel = opt & (und == u)
+            vol[sel] = market.option_vols(str(u), inst["strike"].to_numpy(float)[sel],
+                                          inst["expiry"].to_numpy(float)[sel])
         value[opt] = black_scholes_price(
             s[opt], inst["strike"].to_numpy(float)[opt], inst["expiry"].to_numpy(float)[opt],
             vol[opt], market.rate, 0.0, is_call=inst["option_type"].to_numpy(str)[opt] == "call")

@@ -22,6 +22,7 @@ from marginlab.simulate.weighted import check_weights
 
 from ._validate import check_real
 from .book import STABLECOINS
+from .vol_surface import DEFAULT_SKEW_PRICE_CORR, DEFAULT_TERM_LEVEL_CORR, VolSurface
 
 __all__ = ["MarketState", "ScenarioSet", "monte_carlo_scenarios", "grid_scenarios", "SAMPLINGS"]
 
@@ -52,16 +53,32 @@ class MarketState:
         for underlyings with options.
     rate : float, default 0.0
         Continuously compounded USD rate.
+    surfaces : mapping of str to VolSurface, optional
+        Implied-vol surface per underlying (:mod:`marginlab.models.vol_surface`). Where
+        given, each option's vol is the surface's at its strike and expiry (today's spot);
+        ``vol`` may then omit the underlying (:meth:`implied_vol` is the surface's 30-day
+        ATM vol). A :meth:`VolSurface.flat` surface at ``vol``'s level changes nothing.
     """
 
     spot: Mapping[str, float]
     vol: Mapping[str, float] = field(default_factory=dict)
     rate: float = 0.0
+    surfaces: Mapping[str, VolSurface] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spot", _mapping("spot", self.spot, positive=True))
         object.__setattr__(self, "vol", _mapping("vol", self.vol, positive=False))
         object.__setattr__(self, "rate", check_real("rate", self.rate, low=-1.0, high=1.0))
+        if not isinstance(self.surfaces, Mapping):
+            raise TypeError(f"surfaces must be a mapping of underlying -> VolSurface, got "
+                            f"{type(self.surfaces).__name__}")
+        surf = {}
+        for k, v in self.surfaces.items():
+            if not isinstance(v, VolSurface):
+                raise TypeError(f"surfaces[{k!r}] must be a VolSurface, got "
+                                f"{type(v).__name__}")
+            surf[str(k).upper()] = v
+        object.__setattr__(self, "surfaces", surf)
 
     def price(self, asset: str) -> float:
         """USD price of ``asset`` (1.0 for stablecoins)."""
@@ -77,12 +94,28 @@ class MarketState:
         return np.array([self.price(a) for a in assets])
 
     def implied_vol(self, underlying: str) -> float:
-        """Implied vol of ``underlying``."""
+        """Implied vol of ``underlying`` (``vol``, else its surface's 30-day ATM vol)."""
         u = underlying.upper()
         if u not in self.vol:
+            if u in self.surfaces:
+                return self.surfaces[u].atm_vol()
             raise KeyError(f"market has no implied vol for {underlying!r}; known: "
-                           f"{sorted(self.vol)}")
+                           f"{sorted(set(self.vol) | set(self.surfaces))}")
         return self.vol[u]
+
+    def has_vol(self, underlying: str) -> bool:
+        """Whether ``underlying`` has a flat vol or a surface."""
+        u = underlying.upper()
+        return u in self.vol or u in self.surfaces
+
+    def option_vols(self, underlying: str, strike: Any, expiry: Any) -> np.ndarray:
+        """Implied vols of options on ``underlying`` (strikes USD, expiries in years): the
+        surface's at today's spot where there is one, else the flat ``vol``."""
+        u = underlying.upper()
+        k = np.asarray(strike, float)
+        if u in self.surfaces:
+            return self.surfaces[u].iv(k, np.asarray(expiry, float), self.price(u), self.rate)
+        return np.full(np.broadcast_shapes(k.shape, np.shape(expiry)), self.implied_vol(u))
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +146,11 @@ class ScenarioSet:
     sampling : str
         How the set was drawn: ``"plain"``, ``"antithetic"``, ``"qmc"``, ``"mixture"``,
         ``"grid"`` or ``"historical"`` (informative).
+    skew_shock, term_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Additive shocks of each underlying's implied-vol skew and term factors
+        (:mod:`marginlab.models.vol_surface`): an option's vol is multiplied by
+        ``vol_shock x exp(skew_shock x skew loading + term_shock x term loading)``.
+        ``None``: no skew or term moves.
     """
 
     underlyings: tuple[str, ...]
@@ -123,6 +161,8 @@ class ScenarioSet:
     weights: np.ndarray | None = None
     randomizations: int = 1
     sampling: str = "plain"
+    skew_shock: np.ndarray | None = None
+    term_shock: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         und = tuple(str(u).upper() for u in self.underlyings)
@@ -156,6 +196,17 @@ class ScenarioSet:
         object.__setattr__(self, "prices", p)
         object.__setattr__(self, "vol_shock", v)
         object.__setattr__(self, "labels", tuple(self.labels))
+        for name in ("skew_shock", "term_shock"):
+            x = getattr(self, name)
+            if x is None:
+                continue
+            x = np.array(x, dtype=float)
+            if x.shape != p.shape:
+                raise ValueError(f"{name} must have shape {p.shape}, got {x.shape}")
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"{name} must be finite")
+            x.flags.writeable = False
+            object.__setattr__(self, name, x)
 
     @property
     def n_scenarios(self) -> int:
@@ -187,6 +238,10 @@ def monte_carlo_scenarios(
     randomizations: int = 16,
     mixture_scale: float = 2.5,
     mixture_share: float = 0.75,
+    skew_vol: float = 0.0,
+    skew_price_corr: float = DEFAULT_SKEW_PRICE_CORR,
+    term_vol: float = 0.0,
+    term_level_corr: float = DEFAULT_TERM_LEVEL_CORR,
 ) -> ScenarioSet:
     """Monte Carlo scenarios from a market model.
 
@@ -234,6 +289,17 @@ def monte_carlo_scenarios(
         ``sampling="qmc"``: independent randomisations (>= 2, dividing ``n_scenarios``).
     mixture_scale, mixture_share : float
         ``sampling="mixture"``: inflation factor (> 1) and inflated share in (0, 1).
+    skew_vol, skew_price_corr : float
+        Implied-vol skew factor (:mod:`marginlab.models.vol_surface`): ``skew_shock =
+        skew_vol sqrt(h) (c Z_r + sqrt(1 - c^2) eps_s)``, ``c = skew_price_corr``;
+        ``skew_vol = 0`` (default): no skew shocks. Documented defaults to use:
+        :data:`~marginlab.models.vol_surface.DEFAULT_SKEW_VOL` (0.8) and 0.5.
+    term_vol, term_level_corr : float
+        Term-structure factor: ``term_shock = term_vol sqrt(h) (c W + sqrt(1 - c^2)
+        eps_t)``, ``W`` the level's driver above, ``c = term_level_corr``; ``term_vol = 0``
+        (default): none. Documented defaults to use: 0.25 and -0.6. Skew and term shocks
+        come from their own child stream, so they leave prices and level shocks unchanged;
+        they need ``sampling="plain"``.
     """
     und = tuple(str(u).upper() for u in underlyings)
     if getattr(model, "n_assets", None) != len(und):
@@ -242,7 +308,14 @@ def monte_carlo_scenarios(
     h = check_real("horizon_days", horizon_days, low=0.0, low_open=True)
     nu = check_real("vol_of_vol", vol_of_vol, low=0.0)
     rho = check_real("vol_price_corr", vol_price_corr, low=-1.0, high=1.0)
+    sv = check_real("skew_vol", skew_vol, low=0.0)
+    sc = check_real("skew_price_corr", skew_price_corr, low=-1.0, high=1.0)
+    tv = check_real("term_vol", term_vol, low=0.0)
+    tc = check_real("term_level_corr", term_level_corr, low=-1.0, high=1.0)
     s0 = market.prices(und)
+    if sampling != "plain" and (sv > 0.0 or tv > 0.0):
+        raise ValueError(f"skew_vol and term_vol need sampling='plain', got sampling="
+                         f"{sampling!r}")
     if sampling != "plain":
         if antithetic:
             raise ValueError(f"antithetic=True applies to sampling='plain' only, got "
@@ -264,23 +337,33 @@ def monte_carlo_scenarios(
         dt = h / 365.0 / n_steps
     prices = simulate_terminal(model, s0, n_steps=n_steps, dt=dt, n_paths=n_scenarios,
                                seed=seed, antithetic=antithetic)
-    if nu > 0.0:
-        if isinstance(seed, np.random.SeedSequence):
-            child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 1))
-        elif seed is None:
-            child = None
-        else:
-            child = np.random.SeedSequence(int(seed), spawn_key=(1,))
-        eps = standard_normal(n_scenarios, 1, len(und), seed=child)[:, 0, :]
+    hy = h / 365.0
+    skew = term = None
+    if nu > 0.0 or sv > 0.0 or tv > 0.0:
+        eps = standard_normal(n_scenarios, 1, len(und), seed=_child(seed, 1))[:, 0, :]
         logr = np.log(prices / s0)
         sd = logr.std(axis=0)
         zr = np.where(sd > 0, (logr - logr.mean(axis=0)) / np.where(sd > 0, sd, 1.0), 0.0)
         w = rho * zr + math.sqrt(1.0 - rho * rho) * eps
-        hy = h / 365.0
+    if nu > 0.0:
         shock = np.exp(nu * math.sqrt(hy) * w - 0.5 * nu * nu * hy)
     else:
         shock = np.ones_like(prices)
-    return ScenarioSet(und, prices, shock, h / 365.0)
+    if sv > 0.0 or tv > 0.0:
+        e2 = standard_normal(n_scenarios, 1, 2 * len(und), seed=_child(seed, 2))[:, 0, :]
+        d = len(und)
+        skew = sv * math.sqrt(hy) * (sc * zr + math.sqrt(1.0 - sc * sc) * e2[:, :d])
+        term = tv * math.sqrt(hy) * (tc * w + math.sqrt(1.0 - tc * tc) * e2[:, d:])
+    return ScenarioSet(und, prices, shock, hy, skew_shock=skew, term_shock=term)
+
+
+def _child(seed: Any, key: int) -> np.random.SeedSequence | None:
+    """Child stream ``key`` of the scenario seed (1: level shocks, 2: skew and term)."""
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, key))
+    if seed is None:
+        return None
+    return np.random.SeedSequence(int(seed), spawn_key=(key,))
 
 
 SAMPLINGS = ("plain", "qmc", "mixture")
@@ -364,6 +447,7 @@ def grid_scenarios(
     vol_shocks: Sequence[float] = (1.0,),
     horizon_days: float = 0.0,
     joint: bool = True,
+    skew_shocks: Sequence[float] = (0.0,),
 ) -> ScenarioSet:
     """A fixed grid of price moves x vol shocks (SPAN- or Deribit-style risk arrays).
 
@@ -383,6 +467,10 @@ def grid_scenarios(
         If True all underlyings move together (one scenario per move x shock); if False each
         underlying is moved alone while the others stay (the grid per underlying, as exchanges
         apply them to one underlying's positions at a time).
+    skew_shocks : sequence of float, default (0.0,)
+        Additive shocks of the implied-vol skew factor (:mod:`marginlab.models.vol_surface`),
+        crossed with the moves and vol shocks (e.g. (-0.15, 0, 0.15)). The default adds no
+        scenarios and no ``skew_shock`` array.
     """
     und = tuple(str(u).upper() for u in underlyings)
     s0 = market.prices(und)
@@ -394,24 +482,35 @@ def grid_scenarios(
     if shocks.ndim != 1 or shocks.size == 0 or np.any(~np.isfinite(shocks)) or np.any(shocks < 0):
         raise ValueError(f"vol_shocks must be a non-empty sequence of factors >= 0, got "
                          f"{vol_shocks!r}")
-    rows_p, rows_v, labels = [], [], []
+    skews = np.asarray(skew_shocks, float)
+    if skews.ndim != 1 or skews.size == 0 or np.any(~np.isfinite(skews)):
+        raise ValueError(f"skew_shocks must be a non-empty sequence of finite shocks, got "
+                         f"{skew_shocks!r}")
+    with_skew = bool(np.any(skews != 0.0))
+    rows_p, rows_v, rows_s, labels = [], [], [], []
     targets = [None] if joint else list(range(len(und)))
     for target in targets:
         for m in moves:
             for v in shocks:
-                p = s0.copy()
-                vs = np.ones(len(und))
-                if target is None:
-                    p = s0 * (1.0 + m)
-                    vs[:] = v
-                    name = "all"
-                else:
-                    p[target] = s0[target] * (1.0 + m)
-                    vs[target] = v
-                    name = und[target]
-                rows_p.append(p)
-                rows_v.append(vs)
-                labels.append(f"{name} price {m:+.2%} vol x{v:g}")
+                for sk in skews:
+                    p = s0.copy()
+                    vs = np.ones(len(und))
+                    ss = np.zeros(len(und))
+                    if target is None:
+                        p = s0 * (1.0 + m)
+                        vs[:] = v
+                        ss[:] = sk
+                        name = "all"
+                    else:
+                        p[target] = s0[target] * (1.0 + m)
+                        vs[target] = v
+                        ss[target] = sk
+                        name = und[target]
+                    rows_p.append(p)
+                    rows_v.append(vs)
+                    rows_s.append(ss)
+                    labels.append(f"{name} price {m:+.2%} vol x{v:g}"
+                                  + (f" skew {sk:+g}" if with_skew else ""))
     return ScenarioSet(und, np.array(rows_p), np.array(rows_v),
                        check_real("horizon_days", horizon_days, low=0.0) / 365.0,
-                       tuple(labels))
+                       tuple(labels), skew_shock=np.array(rows_s) if with_skew else None)

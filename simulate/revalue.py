@@ -66,7 +66,7 @@ def _black_forward(s, k, logm, dr, carry_t, sqrt_t, sigma, phi):
 @kernel
 def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, strike,
                     log_strike, phi, sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta,
-                    gamma, vega, theta_h, out):
+                    gamma, vega, theta_h, surf, skew, term, skew_ld, term_ld, out):
     n_instr = kind.shape[0]
     for j in range(n_instr):
         a = und[j]
@@ -82,11 +82,16 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
                 out[j, i] = m * (ratio - 1.0) - funding[j] * ratio
             elif approx:
                 ds = s - base
-                dv = sigma0[j] * (shock[i, a] - 1.0)
+                f = shock[i, a]
+                if surf:
+                    f = f * math.exp(skew[i, a] * skew_ld[j] + term[i, a] * term_ld[j])
+                dv = sigma0[j] * (f - 1.0)
                 out[j, i] = m * (delta[j] * ds + 0.5 * gamma[j] * ds * ds + vega[j] * dv
                                  + theta_h[j])
             else:
                 sig = sigma0[j] * shock[i, a]
+                if surf:
+                    sig = sig * math.exp(skew[i, a] * skew_ld[j] + term[i, a] * term_ld[j])
                 v = _black_forward(s, strike[j], log_prices[i, a] - log_strike[j], dr_h[j],
                                    carry_h[j], sqrt_h[j], sig, phi[j])
                 out[j, i] = m * (v - v0[j])
@@ -95,14 +100,14 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
 @parallel_kernel
 def _unit_pnl_kernel(prices, log_prices, shock, s0, kind, und, mult, strike, log_strike, phi,
                      sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega,
-                     theta_h, out):
+                     theta_h, surf, skew, term, skew_ld, term_ld, out):
     n = prices.shape[0]
     n_blocks = (n + _SCEN_BLOCK - 1) // _SCEN_BLOCK
     for b in prange(n_blocks):
         _unit_pnl_block(b * _SCEN_BLOCK, min((b + 1) * _SCEN_BLOCK, n), prices, log_prices,
                         shock, s0, kind, und, mult, strike, log_strike, phi, sigma0, v0,
                         funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h,
-                        out)
+                        surf, skew, term, skew_ld, term_ld, out)
 
 
 def _f64(x) -> np.ndarray:
@@ -153,6 +158,10 @@ def unit_pnl(
     horizon: float,
     rate: float = 0.0,
     approx: bool = False,
+    skew_shock: np.ndarray | None = None,
+    term_shock: np.ndarray | None = None,
+    skew_loading: np.ndarray | None = None,
+    term_loading: np.ndarray | None = None,
 ) -> np.ndarray:
     """USD P&L of one unit of each instrument in each scenario over the horizon.
 
@@ -181,6 +190,13 @@ def unit_pnl(
         Continuously compounded USD rate (Black-76 discounting and forward).
     approx : bool
         Delta-gamma-vega(-theta) approximation of the options instead of full revaluation.
+    skew_shock, term_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Additive shocks of the implied-vol surface's skew and term factors: option ``j``'s
+        vol becomes ``implied_vol[j] x vol_shock x exp(skew_shock x skew_loading[j] +
+        term_shock x term_loading[j])`` (:mod:`marginlab.models.vol_surface`). Both ``None``
+        (or no loadings): the vol is ``implied_vol x vol_shock``, exactly as without them.
+    skew_loading, term_loading : ndarray, shape (n_instruments,), optional
+        Each option's exposure to the two factors (missing ones are 0).
 
     Returns
     -------
@@ -224,13 +240,28 @@ def unit_pnl(
     carry_h = rate * rem
     sqrt_h = np.sqrt(rem)
     theta_h = theta * min(horizon, 1e300) * (tau > horizon) + (tau <= horizon) * 0.0
+    surf = (skew_shock is not None or term_shock is not None) and (
+        skew_loading is not None or term_loading is not None)
+    if surf:
+        sk, tm = (np.zeros_like(prices) if x is None else _f64(x)
+                  for x in (skew_shock, term_shock))
+        for name, x in (("skew_shock", sk), ("term_shock", tm)):
+            if x.shape != prices.shape or not np.all(np.isfinite(x)):
+                raise ValueError(f"{name} must be finite with the shape of prices "
+                                 f"{prices.shape}, got shape {x.shape}")
+        skl, tml = (np.zeros(n) if x is None else _f64(np.broadcast_to(x, (n,)))
+                    for x in (skew_loading, term_loading))
+        skl, tml = _f64(np.where(opt, skl, 0.0)), _f64(np.where(opt, tml, 0.0))
+    else:
+        sk = tm = np.zeros((0, n_und))
+        skl = tml = np.zeros(0)
     out = np.empty((n, n_scen))
     _unit_pnl_kernel(prices, np.log(prices), shock, s0, _f64(kind), und, mult, _f64(strike_o),
                      np.log(_f64(strike_o)), _f64(phi),
                      _f64(sig_o), _f64(np.where(opt, price, 0.0)), funding, _f64(dr_h),
                      _f64(carry_h), _f64(sqrt_h), bool(approx), _f64(np.where(opt, delta, 0)),
                      _f64(np.where(opt, gamma, 0)), _f64(np.where(opt, vega, 0)),
-                     _f64(np.where(opt, theta_h, zeros)), out)
+                     _f64(np.where(opt, theta_h, zeros)), bool(surf), sk, tm, skl, tml, out)
     return out
 
 

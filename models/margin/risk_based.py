@@ -34,6 +34,7 @@ from ..market import GARCH, with_zero_drift
 from ..move_cap import DEFAULT_MOVE_CAP, cap_scenarios, check_cap
 from ..portfolio import account_equity, gross_notional, portfolio_risk
 from ..scenarios import MarketState, ScenarioSet, monte_carlo_scenarios
+from ..vol_surface import DEFAULT_SKEW_PRICE_CORR, DEFAULT_TERM_LEVEL_CORR
 from .base import MarginResult
 
 __all__ = ["MonteCarloMargin", "HistoricalMargin", "AntiProcyclical", "historical_scenarios"]
@@ -110,6 +111,10 @@ class MonteCarloMargin:
         (weighted scenarios); GBM and MertonJump only.
     randomizations : int, default 16
         ``sampling="qmc"``: independent randomisations (must divide ``n_scenarios``).
+    skew_vol, skew_price_corr, term_vol, term_level_corr : float
+        Skew and term-structure shocks of the implied-vol surfaces (``monte_carlo_scenarios``,
+        :mod:`marginlab.models.vol_surface`); ``skew_vol = term_vol = 0`` (default): none.
+        Documented defaults to switch them on: 0.8, 0.5, 0.25, -0.6.
 
     Raises
     ------
@@ -139,6 +144,10 @@ class MonteCarloMargin:
     move_cap: float | None = DEFAULT_MOVE_CAP
     sampling: str = "plain"
     randomizations: int = 16
+    skew_vol: float = 0.0
+    skew_price_corr: float = DEFAULT_SKEW_PRICE_CORR
+    term_vol: float = 0.0
+    term_level_corr: float = DEFAULT_TERM_LEVEL_CORR
     uses_shared_scenarios = True  # compare() and the batch runner pass a shared ScenarioSet
 
     def __post_init__(self) -> None:
@@ -175,7 +184,10 @@ class MonteCarloMargin:
                                    n_scenarios=self.n_scenarios, seed=self.seed,
                                    vol_of_vol=self.vol_of_vol,
                                    vol_price_corr=self.vol_price_corr,
-                                   sampling=self.sampling, randomizations=self.randomizations)
+                                   sampling=self.sampling, randomizations=self.randomizations,
+                                   skew_vol=self.skew_vol, skew_price_corr=self.skew_price_corr,
+                                   term_vol=self.term_vol,
+                                   term_level_corr=self.term_level_corr)
         return cap_scenarios(sc, market.prices(sc.underlyings), self.move_cap)
 
     def compute(self, book: Any, market: MarketState, *,
