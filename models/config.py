@@ -96,6 +96,7 @@ class BookSection(_Strict):
     synthetic_accounts: int | None = Field(None, ge=1, le=LIMITS["synthetic_accounts"])
     synthetic_seed: int = Field(0, ge=0, le=2**31 - 1)
     duplicates: Literal["sum", "raise"] = "sum"
+    orders: str | None = None
 
 
 class MarketSection(_Strict):
@@ -140,10 +141,18 @@ class ScenarioSection(_Strict):
 
 # ----------------------------------------------------------------------------- methods
 class MonteCarloParams(_Strict):
-    """``params`` of a ``monte_carlo`` method (unset: the method's own default)."""
+    """``params`` of a ``monte_carlo`` method (unset: the method's own default).
+
+    ``move_cap``: cap on each underlying's log move over the MPOR (default 1.0), or
+    ``"none"``. ``sampling``: ``"plain"``, ``"qmc"`` (randomised Sobol', ``randomizations``
+    independent scramblings, which must divide ``scenarios.n_scenarios``) or ``"mixture"``
+    (defensive-mixture importance sampling with likelihood-ratio weights).
+    """
 
     zero_drift: bool | None = None
-    move_cap: PositiveFloat | None = None
+    move_cap: PositiveFloat | Literal["none"] | None = None
+    sampling: Literal["plain", "qmc", "mixture"] | None = None
+    randomizations: int | None = Field(None, ge=2, le=4096)
 
 
 class HistoricalParams(_Strict):
@@ -170,6 +179,7 @@ class SpanParams(_Strict):
     short_option_minimum: FloatOrMap | None = None
     horizon_days: float | None = Field(None, ge=0.0, le=LIMITS["horizon_days"])
     include_collateral: bool | None = None
+    initial_multiplier: float | None = Field(None, ge=1.0, le=10.0)
 
 
 class DeribitParams(_Strict):
@@ -189,6 +199,7 @@ class DeribitParams(_Strict):
     annual_move_risk: FloatOrMap | None = None
     horizon_days: float | None = Field(None, ge=0.0, le=LIMITS["horizon_days"])
     include_collateral: bool | None = None
+    coin_margin: bool | None = None
 
 
 class TieredParams(_Strict):
@@ -292,6 +303,26 @@ class RunSection(_Strict):
     account_block: int = Field(20_000, ge=1, le=LIMITS["account_block"])
     memory_budget_mb: float = Field(4_000.0, gt=0, le=LIMITS["memory_budget_mb"])
     report: bool = True
+    precision_target: float | None = Field(None, gt=0.0, lt=1.0)
+    precision_share: float = Field(0.99, gt=0.0, le=1.0)
+    max_scenarios: int = Field(1 << 20, ge=100, le=LIMITS["n_scenarios"])
+    precision_sample_accounts: int | None = Field(2_000, ge=1, le=LIMITS["synthetic_accounts"])
+
+
+class LiquiditySection(_Strict):
+    """``[liquidity]``: a liquidity / concentration add-on on the risk-based methods
+    (:class:`~marginlab.models.margin.liquidity.LiquidityAddOn`): ``adv`` is the average
+    daily volume per instrument id (units of the underlying per day); the add-on is
+    ``risk_parameter x max(sqrt(|q| / adv) - threshold, 0) x |q| x mark`` (USD), times
+    ``im_factor`` in IM and ``mm_factor`` in MM. ``methods``: the names of the methods it
+    applies to (default: every monte_carlo, historical, span and deribit method)."""
+
+    adv: dict[str, PositiveFloat] = Field(min_length=1)
+    risk_parameter: FloatOrMap = 0.0
+    threshold: FloatOrMap = 0.0
+    im_factor: float = Field(1.0, ge=0.0, le=100.0)
+    mm_factor: float = Field(1.0, ge=0.0, le=100.0)
+    methods: list[str] | None = None
 
 
 class ClusterSection(_Strict):
@@ -318,6 +349,7 @@ class RunConfig(_Strict):
     methods: list[MethodSection] = Field(min_length=1, max_length=LIMITS["methods"])
     run: RunSection = RunSection()
     cluster: ClusterSection = ClusterSection()
+    liquidity: LiquiditySection | None = None
     base_dir: str = "."
     source: str = "config"
 
@@ -345,7 +377,7 @@ class RunConfig(_Strict):
     def input_files(self) -> dict[str, Path]:
         """Every file the run reads, by key path (book tables, price and bracket files)."""
         out: dict[str, Path] = {}
-        for key in ("instruments", "positions", "collateral"):
+        for key in ("instruments", "positions", "collateral", "orders"):
             v = getattr(self.book, key)
             if v is not None:
                 out[f"book.{key}"] = self.path(v)
@@ -500,6 +532,31 @@ def config_from_dict(data: dict[str, Any], base_dir: str | os.PathLike[str] = ".
             problems.append("cluster.scheduler: TLS settings need a tls:// address")
     if not cfg.run.output.strip():
         problems.append("run.output: must name a folder")
+    for i, m in enumerate(cfg.methods):
+        if isinstance(m, MonteCarloMethod) and m.params.sampling == "qmc":
+            r = m.params.randomizations or 16
+            if cfg.scenarios.n_scenarios % r:
+                problems.append(f"methods[{i}].params.randomizations: {r} must divide "
+                                f"scenarios.n_scenarios = {cfg.scenarios.n_scenarios}")
+    if cfg.run.precision_target is not None:
+        if not any(m.type == "monte_carlo" for m in cfg.methods):
+            problems.append("run.precision_target: needs a monte_carlo method")
+        for i, m in enumerate(cfg.methods):
+            if isinstance(m, MonteCarloMethod) and m.params.sampling == "qmc":
+                r = m.params.randomizations or 16
+                if cfg.run.max_scenarios % r:
+                    problems.append(f"run.max_scenarios: must be a multiple of "
+                                    f"methods[{i}].params.randomizations = {r}")
+        if cfg.run.max_scenarios < cfg.scenarios.n_scenarios:
+            problems.append(f"run.max_scenarios: {cfg.run.max_scenarios} is below "
+                            f"scenarios.n_scenarios = {cfg.scenarios.n_scenarios} (the first "
+                            "step of a precision-targeted run)")
+    if cfg.liquidity is not None and cfg.liquidity.methods is not None:
+        unknown = [x for x in cfg.liquidity.methods if x not in names]
+        if unknown:
+            problems.append(f"liquidity.methods: no method named {unknown}; methods: {names}")
+    if b.orders is not None and b.synthetic_accounts is not None:
+        problems.append("book.orders: an orders file needs book files, not synthetic_accounts")
     if corr_ok and not missing:
         problems += _model_problems(cfg)
     if problems:

@@ -138,7 +138,12 @@ class WithOrders:
         orders = self.orders
         if orders is None:
             if book.orders is None or len(book.orders) == 0:
-                return self.method.compute(book, market, scenarios=scenarios)
+                # no orders here: the wrapped method's numbers, in the same columns as a
+                # book with orders (a batch block without orders looks like the others)
+                r = self.method.compute(book, market, scenarios=scenarios)
+                details = {**r.details, "im_buys": r.im, "im_sells": r.im}
+                return MarginResult(self.name, r.account_ids, r.im, r.mm, r.margin_balance,
+                                    r.driver, r.allocation, details, r.gross_notional)
             orders = Orders(book.orders)
         base = fill_orders(book, orders, None)
         buys = self.method.compute(fill_orders(book, orders, "buy"), market,

@@ -82,7 +82,7 @@ log = logging.getLogger("marginlab.run")
 
 ACCOUNT_COLUMNS = ["account_id", "method", "im", "mm", "margin_balance", "excess",
                    "margin_ratio", "driver", "gross_notional", "var", "var_lo", "var_hi", "es",
-                   "es_se", "es_lo", "es_hi"]
+                   "es_se", "es_lo", "es_hi", "liquidity_addon", "im_buys", "im_sells"]
 ALLOC_COLUMNS = ["account_id", "method", "holding", "im_contribution"]
 
 
@@ -144,11 +144,14 @@ def build_methods(cfg: RunConfig) -> list[Any]:
         try:
             if m.type == "monte_carlo":
                 model = model if model is not None else build_model(cfg)
+                params = _set(m.params)
+                if params.get("move_cap") == "none":
+                    params["move_cap"] = None
                 out.append(MonteCarloMargin(
                     model, sc.underlyings, measure=m.measure, level=m.level,
                     horizon_days=sc.horizon_days, n_scenarios=sc.n_scenarios, seed=sc.seed,
                     mm_fraction=m.mm_fraction, vol_of_vol=sc.vol_of_vol,
-                    vol_price_corr=sc.vol_price_corr, name=name, **_set(m.params)))
+                    vol_price_corr=sc.vol_price_corr, name=name, **params))
             elif m.type == "historical":
                 params = _set(m.params)
                 prices = _historical_prices(cfg, params.pop("prices"))
@@ -183,7 +186,42 @@ def build_methods(cfg: RunConfig) -> list[Any]:
         except (TypeError, ValueError, KeyError, OSError) as exc:
             msg = str(exc).replace("\n", " ")
             raise ValueError(f"{cfg.source}: {key}.params ({name!r}): {msg}") from None
-    return out
+    return _wrapped(cfg, out)
+
+
+_RISK_TYPES = ("monte_carlo", "historical", "span", "deribit")
+
+
+def _wrapped(cfg: RunConfig, methods: list[Any]) -> list[Any]:
+    """The ``[liquidity]`` add-on on the risk-based methods it names, then open orders
+    (``book.orders``) on every method: orders that fill also pay the add-on."""
+    liq = cfg.liquidity
+    if liq is not None:
+        from .margin.liquidity import LiquidityAddOn
+
+        chosen = liq.methods
+        for i, m in enumerate(cfg.methods):
+            name = cfg.method_name(i)
+            if (name in chosen) if chosen is not None else (m.type in _RISK_TYPES):
+                try:
+                    methods[i] = LiquidityAddOn(
+                        methods[i], adv=liq.adv, risk_parameter=liq.risk_parameter,
+                        threshold=liq.threshold, im_factor=liq.im_factor,
+                        mm_factor=liq.mm_factor, name=name)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{cfg.source}: liquidity: {exc}") from None
+    if cfg.book.orders is not None:
+        from .orders import WithOrders
+
+        methods = [WithOrders(m, name=m.name) for m in methods]
+    return methods
+
+
+def base_method(method: Any) -> Any:
+    """The method inside the liquidity and open-order wrappers (itself if unwrapped)."""
+    while hasattr(method, "method") and not hasattr(method, "scenarios"):
+        method = method.method
+    return method
 
 
 def load_book(cfg: RunConfig) -> Book:
@@ -195,7 +233,8 @@ def load_book(cfg: RunConfig) -> Book:
         return make_book(b.synthetic_accounts, b.synthetic_seed)
     return Book.from_files(cfg.path(b.instruments), cfg.path(b.positions),
                            None if b.collateral is None else cfg.path(b.collateral),
-                           duplicates=b.duplicates)
+                           duplicates=b.duplicates,
+                           orders=None if b.orders is None else cfg.path(b.orders))
 
 
 # ----------------------------------------------------------------------------- one block
@@ -203,7 +242,8 @@ _STATE: dict[str, tuple[MarketState, list[Any], list[ScenarioSet | None]]] = {}
 
 
 def _scenario_key(method: Any) -> tuple:
-    return (getattr(method, "zero_drift", None), getattr(method, "move_cap", None))
+    return tuple(getattr(method, k, None) for k in ("zero_drift", "move_cap", "sampling",
+                                                    "randomizations", "n_scenarios"))
 
 
 def _run_state(cfg: RunConfig, run_id: str
@@ -216,7 +256,7 @@ def _run_state(cfg: RunConfig, run_id: str
         methods = build_methods(cfg)
         by_key: dict[tuple, ScenarioSet] = {}
         scen: list[ScenarioSet | None] = []
-        for m in methods:
+        for m in map(base_method, methods):
             if getattr(m, "uses_shared_scenarios", False) and hasattr(m, "scenarios"):
                 k = _scenario_key(m)
                 if k not in by_key:
@@ -429,6 +469,52 @@ class _Plan:
     book: Book
     identity: dict[str, Any]
     memory_mb: dict[str, float]
+    cfg: RunConfig
+    precision: tuple[tuple[int, float], ...] = ()
+
+
+def _with_scenarios(cfg: RunConfig, n: int) -> RunConfig:
+    return cfg.model_copy(update={"scenarios": cfg.scenarios.model_copy(
+        update={"n_scenarios": int(n)})})
+
+
+def precision_scenarios(cfg: RunConfig, book: Book
+                        ) -> tuple[int, tuple[tuple[int, float], ...]]:
+    """The scenario count of a precision-targeted run (``run.precision_target``).
+
+    From ``scenarios.n_scenarios``, the count doubles (capped at ``run.max_scenarios``) until,
+    for every Monte Carlo method, the ES standard error is at most ``precision_target`` x ES
+    on at least ``precision_share`` of the judged accounts: ``precision_sample_accounts``
+    evenly spaced accounts of the whole book (a fixed subset, so the count does not depend
+    on blocks, threads or workers), or all. Returns the count and the history
+    ``((n, worst share met), ...)``; the run then uses that count everywhere, so the same
+    seed and target give the same count and the same bits.
+    """
+    from dataclasses import replace
+
+    from .margin.risk_based import MonteCarloMargin
+    from .precision import precision_met
+
+    run = cfg.run
+    market = build_market(cfg)
+    mcs = [m for m in map(base_method, build_methods(cfg)) if isinstance(m, MonteCarloMargin)]
+    judge = book
+    k = run.precision_sample_accounts
+    if k is not None and k < book.n_accounts:
+        judge = book.subset(np.unique(np.linspace(0, book.n_accounts - 1, k).round()
+                                      .astype(np.int64)))
+    n = cfg.scenarios.n_scenarios
+    history = []
+    while True:
+        worst = 1.0
+        for m in mcs:
+            d = replace(m, n_scenarios=n).compute(judge, market).details
+            worst = min(worst, float(np.mean(precision_met(d["es"], d["es_se"],
+                                                           run.precision_target))))
+        history.append((n, worst))
+        if worst >= run.precision_share or n >= run.max_scenarios:
+            return n, tuple(history)
+        n = min(2 * n, run.max_scenarios)
 
 
 def prepare_run(cfg: RunConfig, *, output: str | os.PathLike[str] | None = None) -> _Plan:
@@ -440,11 +526,17 @@ def prepare_run(cfg: RunConfig, *, output: str | os.PathLike[str] | None = None)
         _check_memory(cfg, estimate_memory_mb(cfg, cfg.book.synthetic_accounts, 8 * n_und,
                                               4))
     book = load_book(cfg)
-    mem = estimate_memory_mb(cfg, book.n_accounts, book.n_instruments, len(book.assets))
-    _check_memory(cfg, mem)
+    top = cfg if cfg.run.precision_target is None else _with_scenarios(cfg,
+                                                                       cfg.run.max_scenarios)
+    mem = estimate_memory_mb(top, book.n_accounts, book.n_instruments, len(book.assets))
+    _check_memory(top, mem)
     build_methods(cfg)  # reads price/bracket files and checks every method's parameters
+    history: tuple[tuple[int, float], ...] = ()
+    if cfg.run.precision_target is not None:
+        n, history = precision_scenarios(cfg, book)
+        cfg = _with_scenarios(cfg, n)
     identity = run_identity(cfg.digest(), cfg.input_files())
-    return _Plan(out, book, identity, mem)
+    return _Plan(out, book, identity, mem, cfg, history)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -493,7 +585,7 @@ def run_batch(cfg: RunConfig, *, resume: bool = False, workers: int | None = Non
         check_scheduler_address(scheduler)
     t0 = time.perf_counter()
     plan = prepare_run(cfg, output=output)
-    out, book, identity = plan.out, plan.book, plan.identity
+    out, book, identity, cfg = plan.out, plan.book, plan.identity, plan.cfg
     run_id = identity["id"]
     client = cluster = None
     if scheduler is not None or workers > 0:
@@ -662,6 +754,10 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
         "workers": workers if scheduler is None else f"scheduler {scheduler}",
         "config": json.loads(cfg.model_dump_json()),
     }
+    if plan.precision:
+        info["precision"] = {"target": cfg.run.precision_target,
+                             "share": cfg.run.precision_share,
+                             "history": [list(h) for h in plan.precision]}
     shutil.rmtree(ckpt, ignore_errors=True)
     try:
         (out / ".checkpoints").rmdir()  # only if no other run's checkpoints remain
@@ -676,7 +772,8 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
 _UNITS = {"im": "USD", "mm": "USD", "margin_balance": "USD", "excess": "USD",
           "margin_ratio": "1 (mm / margin balance)", "gross_notional": "USD", "var": "USD",
           "var_lo": "USD", "var_hi": "USD", "es": "USD", "es_se": "USD", "es_lo": "USD",
-          "es_hi": "USD", "im_contribution": "USD"}
+          "es_hi": "USD", "im_contribution": "USD", "liquidity_addon": "USD",
+          "im_buys": "USD", "im_sells": "USD"}
 
 
 def _schema(columns: list[str]) -> pa.Schema:
