@@ -13,6 +13,11 @@ re-margin against the batch ``portfolio_risk``, and the per-tick linear re-mark.
   book with the scenarios drawn in the timed call too; interleaved, best of 2.
 * ``remark``: ``update_market`` with a linear re-mark of all 100,000 accounts (options
   re-priced, margin balance and first-order IM of every account, status and events).
+* ``what_if_methods``: what-if latency (median, p99) of an engine on the grid method
+  ``SpanLike`` (a 2,000-account book; the engine recomputes the account and a copy with the
+  trade by ``method.compute`` on a two-account book) against the batch ``SpanLike.compute``
+  on the one-account book with the trade; and of the Monte Carlo engine above for the
+  50-holding account with two resting orders (buy and sell sides risked, as ``WithOrders``).
 """
 
 from __future__ import annotations
@@ -41,12 +46,16 @@ class Sizes:
     http_accounts: int  # the service's synthetic book
     http_clients: int
     http_requests: int  # per client
+    grid_accounts: int  # the SpanLike engine's book
+    grid_samples: int
 
 
 FULL = Sizes(accounts=100_000, scenarios=10_000, samples=5_000, repeat=2, ticks=20,
-             http_accounts=10_000, http_clients=8, http_requests=250)
+             http_accounts=10_000, http_clients=8, http_requests=250, grid_accounts=2_000,
+             grid_samples=200)
 QUICK = Sizes(accounts=2_000, scenarios=1_000, samples=200, repeat=1, ticks=3,
-              http_accounts=200, http_clients=4, http_requests=10)
+              http_accounts=200, http_clients=4, http_requests=10, grid_accounts=100,
+              grid_samples=20)
 
 
 def make_context(quick: bool) -> Context:
@@ -193,6 +202,69 @@ def bench_remark(ctx: Context) -> list[Row]:
                 note="median of ticks")]
 
 
+def bench_what_if_methods(ctx: Context) -> list[Row]:
+    import time
+
+    from marginlab.models import Book, make_book
+    from marginlab.models.engine import MarginEngine
+    from marginlab.models.margin import SpanLike
+
+    _, market, _, eng, trade, n_hold = _setup(ctx)
+    s = ctx.sizes
+    # Grid: SpanLike engine, one account, one-instrument trade.
+    book = make_book(s.grid_accounts, seed=SEED)
+    span = SpanLike(0.1, 0.3, intra_spread_charge=0.01, short_option_minimum=0.02)
+    geng = MarginEngine(book, market, span)
+    acc = str(book.account_ids[0])
+    ids = book.instruments["instrument_id"].to_numpy(str)
+    gtr = [(str(ids[0]), 1.0)]
+    geng.what_if(acc, gtr)
+    g = np.empty(s.grid_samples)
+    for k in range(g.size):
+        t0 = time.perf_counter()
+        geng.what_if(acc, gtr)
+        g[k] = time.perf_counter() - t0
+    sub = book.subset(np.array([0]))
+    row = pd.DataFrame({"account_id": [acc], "instrument_id": [gtr[0][0]], "quantity": [1.0],
+                        "entry_price": [float(geng._mark_price(0))]})
+    one = Book(sub.instruments, pd.concat([sub.positions, row], ignore_index=True),
+               sub.collateral)
+    b = np.empty(max(s.grid_samples // 4, 5))
+    for k in range(b.size):
+        t0 = time.perf_counter()
+        span.compute(one, market)
+        b[k] = time.perf_counter() - t0
+    # Monte Carlo engine, the 50-holding account with a buy and a sell order resting.
+    held = str(eng.allocation("whatif-50")["holding"].iloc[0])
+    o1, _ = eng.place_order("whatif-50", held, "buy", 2.0)
+    o2, _ = eng.place_order("whatif-50", held, "sell", 3.0)
+    trades = [(trade, 1.0)]
+    eng.what_if("whatif-50", trades)
+    o = np.empty(s.samples)
+    for k in range(o.size):
+        t0 = time.perf_counter()
+        eng.what_if("whatif-50", trades)
+        o[k] = time.perf_counter() - t0
+    eng.cancel_order(o1)
+    eng.cancel_order(o2)
+    gp, bp, op = _pct(g), _pct(b), _pct(o)
+    ctx.notes.append(
+        f"what_if on SpanLike ({s.grid_accounts:,}-account book, {g.size} calls, ms): median "
+        f"{gp['median'] / 1e3:.2f}, p99 {gp['p99'] / 1e3:.2f}; batch SpanLike.compute on the "
+        f"one-account book with the trade: median {bp['median'] / 1e3:.2f} ms. what_if with 2 "
+        f"resting orders ({n_hold} holdings, {s.scenarios:,} scenarios, MC ES 99 %, "
+        f"{o.size:,} calls, us): median {op['median']:.1f}, p99 {op['p99']:.1f}.")
+    return [
+        Row("what_if.median (SpanLike grid)", gp["median"] / 1e3, "ms", bp["median"] / 1e3,
+            "SpanLike.compute, 1 account", gp["median"] / bp["median"],
+            note=f"{s.grid_accounts:,}-account book"),
+        Row("what_if.p99 (SpanLike grid)", gp["p99"] / 1e3, "ms", bp["median"] / 1e3,
+            "SpanLike.compute, 1 account", gp["p99"] / bp["median"]),
+        Row("what_if.median (MC, 2 orders)", op["median"], "us", 100.0, "100 us budget",
+            op["median"] / 100.0, note=f"{n_hold} holdings, {s.scenarios:,} scenarios"),
+    ]  # fmt: skip
+
+
 _SERVE = ("import argparse, sys\n"
           "from marginlab.models.engine import add_serve_parser\n"
           "p = argparse.ArgumentParser(prog='marginlab')\n"
@@ -305,5 +377,7 @@ BENCHMARKS = [
     Benchmark("what_if", bench_what_if, "what-if latency distribution, 50 holdings, 10k scen"),
     Benchmark("remargin", bench_remargin, "full re-margin vs batch portfolio_risk, 100k accts"),
     Benchmark("remark", bench_remark, "per-tick linear re-mark of every account"),
+    Benchmark("what_if_methods", bench_what_if_methods,
+              "what-if latency: SpanLike grid engine; MC engine with resting orders"),
     Benchmark("service", bench_service, "HTTP what-if under a bounded loopback load test"),
 ]

@@ -1,8 +1,14 @@
 """The live margin engine: one book kept hot between batch runs.
 
-A :class:`MarginEngine` is built once from a book, a market snapshot, a risk-based margin
-method (Monte Carlo, historical or filtered historical ES / VaR) and optionally a fixed
-scenario set. It holds in memory the unit P&L ``U`` of every listed instrument and collateral
+A :class:`MarginEngine` is built once from a book, a market snapshot, a margin method and
+optionally a fixed scenario set. With a risk-based method (Monte Carlo, historical or filtered
+historical ES / VaR, plain or weighted scenarios) it is the scenario engine described below;
+with any other method (grid: SPAN-like, Deribit-like; tiered and exchange methods) it
+recomputes the touched accounts with the method itself (:mod:`._method`). Resting orders
+(``Book.orders``, :meth:`MarginEngine.place_order`) are charged as the batch
+:class:`~marginlab.models.orders.WithOrders` charges them (:mod:`._orders`).
+
+The scenario engine It holds in memory the unit P&L ``U`` of every listed instrument and collateral
 asset in every scenario (the matrix :func:`~marginlab.models.portfolio.revalue` computes),
 each account's holdings over the rows of ``U`` (CSR, as
 :func:`~marginlab.models.portfolio.portfolio_risk` reads them), each account's risk measure
@@ -47,202 +53,50 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from statistics import NormalDist
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
-from scipy.stats import norm
 
-from marginlab.simulate._engine_kernels import account_pnl_into, remark, what_if_risk
-from marginlab.simulate.revalue import account_risk, level_indices
+from marginlab.simulate._engine_kernels import remark
 
 from .._validate import check_real
-from ..book import INVERSE_TYPES, OPTION_TYPES, STABLECOINS, Book
-from ..portfolio import holdings_matrix, revalue
+from ..book import INVERSE_TYPES, OPTION_TYPES, Book
+from ..orders import Orders, WithOrders, fill_orders
+from ..portfolio import holdings_matrix
 from ..scenarios import MarketState, ScenarioSet
+from ._marks import MarksMixin
+from ._method import MethodMixin
+from ._orders import OrdersMixin
+from ._scenario import ScenarioMixin
+from .records import (
+    _STATUS,
+    CALL,
+    LIQUIDATION,
+    OK,
+    MarginEvent,
+    MarketUpdate,
+    RemarginPolicy,
+    WhatIf,
+    _coefficients,
+    _finite,
+    _time_seconds,
+)
 
 __all__ = ["MarginEngine", "MarginEvent", "MarketUpdate", "RemarginPolicy", "WhatIf"]
 
-OK, CALL, LIQUIDATION = 0, 1, 2
-_STATUS = ("ok", "margin_call", "liquidation")
+_RISK_KEYS = ("var", "var_lo", "var_hi", "var_se", "es", "es_se", "es_lo", "es_hi")
 
 
-# ============================================================================ small records
-@dataclass(frozen=True)
-class RemarginPolicy:
-    """When :meth:`MarginEngine.update_market` does a full re-margin instead of the linear
-    re-mark.
-
-    Parameters
-    ----------
-    every_ticks : int, optional
-        Full re-margin every ``every_ticks`` market updates (1: every tick).
-    every_seconds : float, optional
-        Full re-margin when at least this many seconds of market time (the ``time`` passed to
-        ``update_market``) have passed since the last one.
-    price_move : float, optional
-        Full re-margin when any underlying's price has moved by more than this fraction
-        (e.g. 0.05) since the last one.
-    ratio_band : float, optional
-        Accounts whose (re-marked) margin ratio ``MM / balance`` reaches this band (e.g. 0.8)
-        are re-margined exactly on their own, on scenarios rebuilt at the current market.
-    """
-
-    every_ticks: int | None = None
-    every_seconds: float | None = None
-    price_move: float | None = None
-    ratio_band: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.every_ticks is not None and (not isinstance(self.every_ticks, int | np.integer)
-                                             or self.every_ticks < 1):
-            raise ValueError(f"every_ticks must be an int >= 1 or None, got {self.every_ticks!r}")
-        if self.every_seconds is not None:
-            check_real("every_seconds", self.every_seconds, low=0.0, low_open=True)
-        if self.price_move is not None:
-            check_real("price_move", self.price_move, low=0.0)
-        if self.ratio_band is not None:
-            check_real("ratio_band", self.ratio_band, low=0.0, low_open=True)
-
-
-@dataclass(frozen=True)
-class MarginEvent:
-    """An account crossed a margin threshold.
-
-    ``kind`` is ``margin_call`` (balance < IM), ``liquidation`` (MM / balance >= 1 or balance
-    <= 0) or ``restored`` (back above IM); amounts in USD at the moment of the event."""
-
-    tick: int
-    time: Any
-    account_id: str
-    kind: str
-    margin_balance: float
-    im: float
-    mm: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-friendly except ``time``)."""
-        return {"tick": self.tick, "time": self.time, "account_id": self.account_id,
-                "kind": self.kind, "margin_balance": self.margin_balance, "im": self.im,
-                "mm": self.mm}
-
-
-@dataclass(frozen=True)
-class MarketUpdate:
-    """What one :meth:`MarginEngine.update_market` did: ``full`` re-margin or linear re-mark,
-    how many accounts were re-margined exactly, and the events it raised."""
-
-    tick: int
-    time: Any
-    full: bool
-    n_exact: int
-    events: tuple[MarginEvent, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class WhatIf:
-    """Margin of one account before and after what-if trades (nothing applied).
-
-    ``before`` and ``after`` map ``im``, ``mm``, ``var``, ``var_lo``, ``var_hi``, ``var_se``,
-    ``es``, ``es_se``, ``es_lo``, ``es_hi``, ``margin_balance`` and ``excess`` to USD numbers;
-    both are computed on the engine's current scenario set, so their difference carries no
-    independent Monte Carlo noise. ``contributions`` has one row per trade: instrument,
-    quantity and its Euler contribution to the after-trade VaR and ES.
-    """
-
-    account_id: str
-    level: float
-    measure: str
-    before: dict[str, float]
-    after: dict[str, float]
-    trades: tuple[tuple[str, float, float], ...]
-    var_contribution: np.ndarray
-    es_contribution: np.ndarray
-
-    @property
-    def change(self) -> float:
-        """IM after minus IM before, USD."""
-        return self.after["im"] - self.before["im"]
-
-    def contributions(self) -> pd.DataFrame:
-        """One row per trade: ``instrument_id``, ``quantity``, ``price``, VaR / ES contribution."""
-        return pd.DataFrame({"instrument_id": [t[0] for t in self.trades],
-                             "quantity": [t[1] for t in self.trades],
-                             "price": [t[2] for t in self.trades],
-                             "var_contribution": self.var_contribution,
-                             "es_contribution": self.es_contribution})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict."""
-        return {"account_id": self.account_id, "level": self.level, "measure": self.measure,
-                "before": dict(self.before), "after": dict(self.after),
-                "im_change": self.change,
-                "contributions": [
-                    {"instrument_id": t[0], "quantity": t[1], "price": t[2],
-                     "var_contribution": float(v), "es_contribution": float(e)}
-                    for t, v, e in zip(self.trades, self.var_contribution,
-                                       self.es_contribution, strict=True)]}
-
-    def __repr__(self) -> str:
-        return (f"WhatIf({self.account_id!r}: IM {self.before['im']:,.2f} -> "
-                f"{self.after['im']:,.2f} USD, {len(self.trades)} trade(s))")
-
-
-# ============================================================================ helpers
-def _coefficients(types: np.ndarray, mult: np.ndarray, face: np.ndarray, q: np.ndarray,
-                  entry: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mark coefficients of position rows: unrealised P&L = a V + b S + c (USD) with V the
-    unit value of the instrument (option price) and S the spot (as in ``account_equity``)."""
-    inv = np.isin(types, INVERSE_TYPES)
-    opt = types == "option"
-    iopt = types == "inverse_option"
-    lin = ~(inv | opt | iopt)
-    a = np.where(opt | iopt, q * mult, 0.0)
-    b = np.select([lin, inv, iopt], [q * mult, q * face / entry, -q * mult * entry], 0.0)
-    c = np.select([lin, inv, opt], [-q * mult * entry, -q * face, -q * mult * entry], 0.0)
-    return a, b, c
-
-
-def _bs_value(s: np.ndarray, k: np.ndarray, t: np.ndarray, sigma: np.ndarray, r: float,
-              is_call: np.ndarray) -> np.ndarray:
-    """Black-Scholes value (USD per unit, zero yield) of a few hundred options per tick, in
-    numpy (the parallel pricing kernel's thread wake-up costs more than the work); the same
-    formula as ``black_scholes_price`` (intrinsic value at zero time or vol)."""
-    live = (t > 0) & (sigma > 0)
-    sq = sigma * np.sqrt(np.where(live, t, 1.0))
-    sq = np.where(live, sq, 1.0)
-    d1 = (np.log(s / k) + (r + 0.5 * sigma * sigma) * t) / sq
-    d2 = d1 - sq
-    df = np.exp(-r * t)
-    call = s * ndtr(d1) - k * df * ndtr(d2)
-    put = k * df * ndtr(-d2) - s * ndtr(-d1)
-    intrinsic = np.where(is_call, np.maximum(s - k * df, 0.0), np.maximum(k * df - s, 0.0))
-    return np.where(live, np.where(is_call, call, put), intrinsic)
-
-
-def _time_seconds(t: Any) -> float | None:
-    if t is None:
-        return None
-    if isinstance(t, int | float | np.integer | np.floating):
-        return float(t)
-    return pd.Timestamp(t).value / 1e9
-
-
-def _finite(name: str, x: Any) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return v
+def is_scenario_method(method: Any) -> bool:
+    """Whether ``method`` is a scenario VaR / ES method the scenario engine serves (it has
+    ``measure``, ``level``, ``mm_fraction`` and draws ``scenarios(market)``)."""
+    return all(hasattr(method, a) for a in ("measure", "level", "mm_fraction", "scenarios"))
 
 
 # ============================================================================ the engine
-class MarginEngine:
+class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
     """A book kept hot for what-if margin, live re-marking and margin events.
 
     Parameters
@@ -251,12 +105,16 @@ class MarginEngine:
         Accounts, positions and collateral at build time.
     market : MarketState
         Today's prices and implied vols.
-    method : MonteCarloMargin or HistoricalMargin, optional
-        The risk-based margin method: its ``measure``, ``level`` and ``mm_fraction`` define
-        IM = max(measure, 0) and MM = mm_fraction x IM, and, unless ``scenarios`` is given,
-        its ``scenarios(market)`` draws the scenario set at each full re-margin (same seed,
-        so the same draws rebased on the new market). Without a method, ``scenarios`` is
-        required and ``measure``, ``level``, ``mm_fraction`` are used.
+    method : margin method, optional
+        A risk-based method (``MonteCarloMargin``, ``HistoricalMargin``): its ``measure``,
+        ``level`` and ``mm_fraction`` define IM = max(measure, 0) and MM = mm_fraction x IM,
+        and, unless ``scenarios`` is given, its ``scenarios(market)`` draws the scenario set
+        at each full re-margin (same seed, so the same draws rebased on the new market).
+        Without a method, ``scenarios`` is required and ``measure``, ``level``,
+        ``mm_fraction`` are used. Any other :class:`~marginlab.models.margin.MarginMethod`
+        (``SpanLike``, ``DeribitLike``, ``TieredMargin``, ...) is served by recomputing the
+        touched accounts with ``method.compute`` (see :mod:`._method` for the cost). A
+        ``WithOrders(method)`` is unwrapped: its orders (or the book's) are the engine's.
     scenarios : ScenarioSet, optional
         A fixed scenario set at ``market``; at a full re-margin on a moved market its prices
         are rebased: multiplied by ``S_new / S_build`` per underlying.
@@ -287,25 +145,30 @@ class MarginEngine:
             raise TypeError(f"book must be a Book, got {type(book).__name__}")
         if not isinstance(market, MarketState):
             raise TypeError(f"market must be a MarketState, got {type(market).__name__}")
-        if method is not None:
-            for attr in ("measure", "level", "mm_fraction"):
-                if not hasattr(method, attr):
-                    raise TypeError("method must be a risk-based margin method with measure, "
-                                    "level and mm_fraction (MonteCarloMargin, "
-                                    f"HistoricalMargin); {type(method).__name__} has no "
-                                    f"{attr!r}")
+        if isinstance(method, WithOrders):
+            if method.orders is not None:
+                book = replace(book, orders=method.orders.table)
+            method = method.method
+        self._scenario_mode = method is None or is_scenario_method(method)
+        if method is not None and self._scenario_mode:
             measure, level, mm_fraction = method.measure, method.level, method.mm_fraction
-            if scenarios is None and not hasattr(method, "scenarios"):
-                raise TypeError(f"{type(method).__name__} cannot draw scenarios; pass "
-                                "scenarios=")
+        elif method is not None:
+            if not callable(getattr(method, "compute", None)):
+                raise TypeError("method must be a margin method (with compute(book, market)), "
+                                f"got {type(method).__name__}")
+            measure, level = "im", float("nan")
+            mf = getattr(method, "mm_fraction", None)
+            mm_fraction = float(mf) if isinstance(mf, int | float) and 0 < mf <= 1 else 0.5
         elif scenarios is None:
             raise ValueError("pass a margin method or a scenario set (scenarios=)")
-        if measure not in ("es", "var"):
+        if self._scenario_mode and measure not in ("es", "var"):
             raise ValueError(f"measure must be 'es' or 'var', got {measure!r}")
         if scenarios is not None and not isinstance(scenarios, ScenarioSet):
             raise TypeError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
-        self.level = check_real("level", level, low=0.0, high=1.0, low_open=True,
-                                high_open=True)
+        if self._scenario_mode:
+            level = check_real("level", level, low=0.0, high=1.0, low_open=True,
+                               high_open=True)
+        self.level = level
         self.mm_fraction = check_real("mm_fraction", mm_fraction, low=0.0, high=1.0,
                                       low_open=True)
         self.ci = check_real("ci", ci, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -347,7 +210,11 @@ class MarginEngine:
             "quantity": pd.Series([], dtype=float), "entry_price": pd.Series([], dtype=float)}),
             coll)
 
-        # ---- accounts and holdings (CSR over rows, as holdings_matrix)
+        # ---- accounts and holdings (CSR over rows, as holdings_matrix); resting orders add
+        # a zero holding per (account, instrument) ordered, as fill_orders(book, orders, None)
+        orders = book.orders if book.orders is not None and len(book.orders) else None
+        if orders is not None:
+            book = fill_orders(book, Orders(orders), None)
         self._account_ids: list[str] = [str(a) for a in book.account_ids]
         self._acc_index = {a: i for i, a in enumerate(self._account_ids)}
         h = holdings_matrix(book)
@@ -376,9 +243,21 @@ class MarginEngine:
         col = book.collateral
         self._haircut = {(str(r.account_id), str(r.asset)): float(r.haircut)
                          for r in col.itertuples(index=False)}
-        self._pos_log: list[pd.DataFrame] = [pos.copy()]
+        real = pos.iloc[: len(pos) - (0 if orders is None else len(orders))]
+        self._pos_log: list[pd.DataFrame] = [real.copy()]
         self._coll_amount = {(str(r.account_id), str(r.asset)): float(r.amount)
                              for r in col.itertuples(index=False)}
+        self._row_names = np.concatenate([self._inst_ids, np.asarray(self._assets, dtype=str)])
+        # per account: its position rows (instrument, quantity, entry) and collateral assets,
+        # for the sub-books of the method path
+        self._pos_acc: dict[str, list[tuple[str, float, float]]] = {}
+        for r in real.itertuples(index=False):
+            self._pos_acc.setdefault(str(r.account_id), []).append(
+                (str(r.instrument_id), float(r.quantity), float(r.entry_price)))
+        self._coll_acc: dict[str, list[str]] = {}
+        for acc, asset in self._coll_amount:
+            self._coll_acc.setdefault(acc, []).append(asset)
+        self._init_orders(orders)
 
         # ---- market, scenarios, risk
         self._tick = 0
@@ -392,6 +271,7 @@ class MarginEngine:
         self._vbuf = np.empty((0, 0))
         n = len(self._account_ids)
         self._status = np.zeros(n, np.int8)
+        self._mmr = np.full(n, self.mm_fraction)
         self._full_remargin()
         self._status = self._status_of(np.arange(n))
 
@@ -402,13 +282,16 @@ class MarginEngine:
         return np.asarray(self._account_ids, dtype=object)
 
     @property
-    def scenarios(self) -> ScenarioSet:
-        """The scenario set of the last full re-margin."""
-        return self._scen
+    def scenarios(self) -> ScenarioSet | None:
+        """The scenario set of the last full re-margin (None for a non-scenario method)."""
+        return self._scen if self._scenario_mode else None
 
     @property
     def unit_pnl(self) -> np.ndarray:
-        """The unit P&L ``U`` (rows: instruments, then assets; read-only view)."""
+        """The unit P&L ``U`` (rows: instruments, then assets; read-only view). Raises
+        AttributeError for a non-scenario method."""
+        if not self._scenario_mode:
+            raise AttributeError(f"an engine on {type(self.method).__name__} has no unit P&L")
         v = self._U.view()
         v.flags.writeable = False
         return v
@@ -431,118 +314,25 @@ class MarginEngine:
                                 "haircut": [self._haircut.get(k, 0.0) for k in keys]})
             # The Book constructor takes normalised tables as they are: one row per trade
             # (holdings net them), as the engine received them.
-            return Book(self._instruments, pos, col)
+            return Book(self._instruments, pos, col, orders=self._orders_table())
 
     def __repr__(self) -> str:
+        what = (f"{self._U.shape[1]} scenarios, {self.measure.upper()} {self.level:.1%}"
+                if self._scenario_mode else getattr(self.method, "name", "method"))
         return (f"MarginEngine({len(self._account_ids)} accounts, {self._rows.size} holdings, "
-                f"{self._U.shape[1]} scenarios, {self.measure.upper()} {self.level:.1%}, "
-                f"tick {self._tick})")
-
-    # ------------------------------------------------------------------ marks
-    def _marks(self, market: MarketState) -> None:
-        """Per row: spot S (underlying or asset price), unit value V (options), scale x."""
-        n_i = self._n_inst
-        spot = np.full(self._n_rows, np.nan)
-        for u in set(self._und.tolist()):
-            if u in market.spot:
-                spot[:n_i][self._und == u] = market.spot[u]
-        for k, asset in enumerate(self._assets):
-            spot[n_i + k] = market.spot.get(asset, 1.0 if asset in STABLECOINS else np.nan)
-        value = np.zeros(self._n_rows)
-        opt = self._is_opt & np.isfinite(spot[:n_i])
-        if opt.any():
-            vol = np.array([market.vol.get(u, np.nan) for u in self._und[opt]])
-            ok = np.isfinite(vol)
-            sel = np.flatnonzero(opt)[ok]
-            if sel.size:
-                value[sel] = _bs_value(spot[sel], self._strike[sel], self._expiry[sel],
-                                       vol[ok], market.rate, self._is_call[sel])
-            value[np.flatnonzero(opt)[~ok]] = np.nan
-        scale = spot.copy()
-        scale[:n_i][self._is_inv] = 1.0
-        self._spot, self._value, self._scale = spot, value, scale
-
-    def _scenario_set(self, market: MarketState) -> ScenarioSet:
-        if self._fixed is None:
-            return self.method.scenarios(market)
-        base = self._fixed
-        s_old = self._fixed_market.prices(base.underlyings)
-        s_new = market.prices(base.underlyings)
-        if np.array_equal(s_old, s_new):
-            return base
-        return ScenarioSet(base.underlyings, base.prices * (s_new / s_old), base.vol_shock,
-                           base.horizon, base.labels)
-
-    def _revalue(self, market: MarketState) -> None:
-        scen = self._scenario_set(market)
-        if getattr(scen, "weights", None) is not None or getattr(scen, "randomizations", 1) != 1:
-            raise ValueError("weighted or randomised-QMC scenario sets are not supported by the "
-                             "engine yet (its what-if and re-mark kernels are unweighted)")
-        covered = np.isin(self._und, scen.underlyings)
-        valued = covered & (~self._is_opt | np.isin(self._und, list(market.vol)))
-        held = np.zeros(self._n_inst, bool)
-        held[self._rows[self._rows < self._n_inst]] = True
-        bad = held & ~valued
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            why = ("the scenarios do not cover its underlying" if not covered[i]
-                   else "the market has no implied vol for its underlying")
-            raise ValueError(f"instrument {self._inst_ids[i]!r} is held but cannot be "
-                             f"valued: {why} ({self._und[i]!r})")
-        unit = revalue(self._skeleton, market, scen, also_held=np.flatnonzero(valued))
-        self._U = np.ascontiguousarray(unit.pnl, dtype=float)
-        self._valued = valued
-        self._scen = scen
-        self._setup_fast()
-        self._cache.clear()
-
-    def _setup_fast(self) -> None:
-        """Constants of the what-if fast path, and a check that it reproduces the public
-        ``account_risk`` bit for bit on a virtual book (otherwise what-if calls
-        ``account_risk`` itself: slower, never wrong)."""
-        n_scen = self._U.shape[1]
-        lv = np.array([self.level])
-        self._fast = None
-        if np.any(n_scen - n_scen * lv < 1.0 - 1e-9):
-            raise ValueError(f"level {self.level} leaves fewer than 1 tail scenario out of "
-                             f"{n_scen}")
-        try:
-            var_top, lo_top, hi_top, w = level_indices(n_scen, lv, self.ci)
-            m_keep = int(min(n_scen, max(var_top.max(), lo_top.max(), hi_top.max(),
-                                         np.floor(w).max()) + 1))
-            consts = {"var_top": np.asarray(var_top, np.int64),
-                      "ci_lo_top": np.asarray(lo_top, np.int64),
-                      "ci_hi_top": np.asarray(hi_top, np.int64), "w_es": np.asarray(w, float),
-                      "level": lv, "m_keep": m_keep}
-            r = int(np.flatnonzero(self._valued)[0]) if self._valued.any() else 0
-            V = np.ascontiguousarray(np.vstack([self._U.sum(axis=0) * 0.01, self._U[r]]))
-            q = np.array([1.0, -3.0])
-            raw = what_if_risk(V, q, consts)
-            ref = account_risk(V, np.array([0, 2]), np.array([0, 1]), q, (self.level,),
-                               ci=self.ci)
-        except (KeyError, TypeError, ValueError, IndexError):  # kernel signature changed
-            return
-        for z in (NormalDist().inv_cdf(0.5 + 0.5 * self.ci), float(norm.ppf(0.5 + self.ci / 2))):
-            got = self._post(raw, z)
-            if all(np.array_equal(got[k], ref[k]) for k in ref):
-                self._fast = consts
-                self._z = z
-                return
-
-    @staticmethod
-    def _post(raw: dict[str, np.ndarray], z: float) -> dict[str, np.ndarray]:
-        """``account_risk``'s interval post-processing of the raw kernel outputs."""
-        out = dict(raw)
-        lo = np.minimum(raw["var_lo"], raw["var_hi"])
-        hi = np.maximum(raw["var_lo"], raw["var_hi"])
-        out["var_lo"], out["var_hi"] = lo, hi
-        out["var_se"] = (hi - lo) / (2.0 * z)
-        out["es_lo"] = raw["es"] - z * raw["es_se"]
-        out["es_hi"] = raw["es"] + z * raw["es_se"]
-        return out
+                f"{len(self._orders)} orders, {what}, tick {self._tick})")
 
     def _risk_of(self, accounts: np.ndarray) -> None:
-        """Exact risk of ``accounts`` (sorted row indices) on the current U."""
+        """Exact risk (or IM, for a non-scenario method) of ``accounts`` (sorted rows)."""
+        if not self._scenario_mode:
+            self._exact_method(accounts)
+            return
+        with_orders = self._n_ord[accounts] > 0
+        if with_orders.any():
+            self._risk_with_orders(accounts[with_orders])
+            accounts = accounts[~with_orders]
+            if not accounts.size:
+                return
         n = len(self._account_ids)
         if accounts.size == n:
             ip, rows, q = self._indptr, self._rows, self._qty
@@ -553,8 +343,8 @@ class MarginEngine:
             sel = (np.repeat(self._indptr[accounts] - ip[:-1], lens)
                    + np.arange(ip[-1])).astype(np.int64)
             rows, q = self._rows[sel], self._qty[sel]
-        r = account_risk(self._U, ip, rows, q, (self.level,), ci=self.ci, allocate=True)
-        for k in ("var", "es", "var_lo", "var_hi", "var_se", "es_se", "es_lo", "es_hi"):
+        r = self._acc_risk(self._U, ip, rows, q, allocate=True)
+        for k in _RISK_KEYS:
             self._stats[k][accounts] = r[k][0]
         self._m_ref[accounts] = r[self.measure][0]
         self._alloc[sel] = r[f"alloc_{self.measure}"][0]
@@ -562,10 +352,12 @@ class MarginEngine:
         self._exact_tick[accounts] = self._tick
 
     def _full_remargin(self) -> None:
-        self._revalue(self.market)
+        if self._scenario_mode:
+            self._revalue(self.market)
+        else:
+            self._valued = np.ones(self._n_inst, bool)
         n = len(self._account_ids)
-        self._stats = {k: np.zeros(n) for k in ("var", "es", "var_lo", "var_hi", "var_se",
-                                                  "es_se", "es_lo", "es_hi")}
+        self._stats = {k: np.zeros(n) for k in _RISK_KEYS}
         self._m_ref = np.zeros(n)
         self._alloc = np.zeros(self._rows.size)
         self._x_ref = np.ones(self._rows.size)
@@ -583,7 +375,7 @@ class MarginEngine:
         remark(self._indptr, self._rows, self._a, self._b, self._c, self._alloc, self._x_ref,
                self._m_ref, self._value, self._spot, self._scale, self._mb, self._m)
         self._im = np.maximum(self._m, 0.0)
-        self._mm = self.mm_fraction * self._im
+        self._mm = self._mmr * self._im
 
     def _remark_one(self, i: int) -> None:
         mb = np.empty(1)
@@ -596,7 +388,7 @@ class MarginEngine:
         self._mb[i] = mb[0]
         self._m[i] = m[0]
         self._im[i] = max(m[0], 0.0)
-        self._mm[i] = self.mm_fraction * self._im[i]
+        self._mm[i] = self._mmr[i] * self._im[i]
 
     # ------------------------------------------------------------------ status and events
     def _status_of(self, acc: np.ndarray) -> np.ndarray:
@@ -672,103 +464,11 @@ class MarginEngine:
                                  f"{self.measure}_contribution": self._alloc[lo:hi]})
 
     # ------------------------------------------------------------------ what-if
-    def _risk_virtual(self, V: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
-        """Risk of one virtual account holding ``q[j]`` units of row ``j`` of ``V``."""
-        if self._fast is not None:
-            return self._post(what_if_risk(V, q, self._fast), self._z)
-        k = V.shape[0]
-        return account_risk(V, np.array([0, k]), np.arange(k), q, (self.level,), ci=self.ci)
-
-    def _base(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Account ``i``'s scenario P&L vector on the current U and its risk (LRU cache)."""
-        hit = self._cache.get(i)
-        if hit is not None:
-            self._cache.move_to_end(i)
-            return hit
-        v = account_pnl_into(self._U, self._indptr, self._rows, self._qty, i,
-                             np.empty(self._U.shape[1]))
-        hit = (v, self._risk_virtual(v[None, :], np.ones(1)))
-        if self._cache_bytes >= v.nbytes:
-            self._cache[i] = hit
-            while len(self._cache) * v.nbytes > self._cache_bytes:
-                self._cache.popitem(last=False)
-        return hit
-
-    def _parse_trades(self, trades: Any) -> list[tuple[int, float, float | None]]:
-        if isinstance(trades, pd.DataFrame):
-            for colname in ("instrument_id", "quantity"):
-                if colname not in trades.columns:
-                    raise ValueError(f"trades is missing column {colname!r}")
-            px = (trades["price"].tolist() if "price" in trades.columns
-                  else [None] * len(trades))
-            items = list(zip(trades["instrument_id"].tolist(), trades["quantity"].tolist(), px,
-                             strict=True))
-        elif isinstance(trades, Mapping):
-            items = [(k, v, None) for k, v in trades.items()]
-        elif isinstance(trades, Sequence) and not isinstance(trades, str):
-            items = []
-            for t in trades:
-                if isinstance(t, Mapping):
-                    if "instrument_id" not in t or "quantity" not in t:
-                        raise ValueError("each trade needs instrument_id and quantity, got "
-                                         f"{dict(t)!r}")
-                    items.append((t["instrument_id"], t["quantity"], t.get("price")))
-                elif isinstance(t, Sequence) and not isinstance(t, str) and len(t) in (2, 3):
-                    items.append((t[0], t[1], t[2] if len(t) == 3 else None))
-                else:
-                    raise ValueError("a trade is (instrument_id, quantity[, price]) or a dict, "
-                                     f"got {t!r}")
-        else:
-            raise TypeError("trades must be a DataFrame, a mapping instrument -> quantity or a "
-                            f"sequence of (instrument_id, quantity[, price]); got "
-                            f"{type(trades).__name__}")
-        if not items:
-            raise ValueError("trades is empty")
-        out = []
-        for inst, q, p in items:
-            r = self._inst_index.get(str(inst))
-            if r is None:
-                raise ValueError(f"trades: unknown instrument_id {inst!r}")
-            if not self._valued[r] or not np.isfinite(self._spot[r]) or not np.isfinite(
-                    self._value[r]):
-                raise ValueError(f"trades: instrument {inst!r} cannot be valued (no scenarios, "
-                                 f"price or implied vol for {self._und[r]!r})")
-            qf = _finite("quantity", q)
-            pf = None if p is None else _finite("price", p)
-            if pf is not None and pf <= 0:
-                raise ValueError(f"price must be > 0, got {p!r}")
-            out.append((r, qf, pf))
+    @staticmethod
+    def _pair_dict(d: dict[str, float], mb: float) -> dict[str, float]:
+        out = dict(d)
+        out.update(margin_balance=mb, excess=mb - d["im"])
         return out
-
-    def _mark_price(self, r: int) -> float:
-        """Entry price of a trade at the current mark (the book's entry convention)."""
-        t = self._types[r]
-        if t == "option":
-            return float(self._value[r])
-        if t == "inverse_option":
-            return float(self._value[r] / self._spot[r])
-        return float(self._spot[r])
-
-    def _trade_pnl(self, r: int, q: float, p: float) -> float:
-        """Unrealised P&L (USD) at the current marks of a new trade of q units at price p
-        (the scalar form of ``_coefficients``)."""
-        t = self._types[r]
-        m = self._mult[r]
-        s = self._spot[r]
-        if t == "option":
-            return q * m * self._value[r] - q * m * p
-        if t == "inverse_option":
-            return q * m * self._value[r] - q * m * p * s
-        if self._is_inv[r]:
-            return q * self._face[r] / p * s - q * self._face[r]
-        return q * m * s - q * m * p
-
-    def _stats_pair(self, out: dict[str, np.ndarray], mb: float) -> dict[str, float]:
-        d = {k: float(out[k][0, 0]) for k in ("var", "var_lo", "var_hi", "var_se", "es",
-                                                 "es_se", "es_lo", "es_hi")}
-        im = max(d[self.measure], 0.0)
-        d.update(im=im, mm=self.mm_fraction * im, margin_balance=mb, excess=mb - im)
-        return d
 
     def what_if(self, account: Any, trades: Any) -> WhatIf:
         """Margin of ``account`` before and after ``trades``; nothing changes.
@@ -789,6 +489,23 @@ class MarginEngine:
             k = len(parsed)
             rows = np.fromiter((t[0] for t in parsed), np.int64, k)
             q = np.fromiter((t[1] for t in parsed), float, k)
+            dmb = 0.0
+            recs = []
+            for r, qf, pf in parsed:
+                p = self._mark_price(r) if pf is None else pf
+                dmb += self._trade_pnl(r, qf, p)
+                recs.append((str(self._inst_ids[r]), qf, p))
+            mb = float(self._mb[i])
+            acc = self._account_ids[i]
+            if not self._scenario_mode:
+                b, a = self._what_if_method(i, parsed, [t[2] for t in recs])
+                nan = np.full(k, np.nan)
+                return WhatIf(acc, self.level, self.measure, self._pair_dict(b, mb),
+                              self._pair_dict(a, mb + dmb), tuple(recs), nan, nan.copy())
+            if self._n_ord[i] > 0:
+                before, out, c_var, c_es = self._what_if_orders(i, rows, q)
+                return WhatIf(acc, self.level, self.measure, self._stats_pair(before, mb),
+                              self._stats_pair(out, mb + dmb), tuple(recs), c_var, c_es)
             base, before = self._base(i)
             if self._vbuf.shape[0] < k + 1 or self._vbuf.shape[1] != base.size:
                 self._vbuf = np.empty((max(k + 1, 8), base.size))
@@ -799,17 +516,9 @@ class MarginEngine:
             qv[0] = 1.0
             qv[1:] = q
             out = self._risk_virtual(V, qv)
-            dmb = 0.0
-            recs = []
-            for r, qf, pf in parsed:
-                p = self._mark_price(r) if pf is None else pf
-                dmb += self._trade_pnl(r, qf, p)
-                recs.append((str(self._inst_ids[r]), qf, p))
-            mb = float(self._mb[i])
-            return WhatIf(self._account_ids[i], self.level, self.measure,
-                          self._stats_pair(before, mb), self._stats_pair(out, mb + dmb),
-                          tuple(recs), out["alloc_var"][0, 1:].copy(),
-                          out["alloc_es"][0, 1:].copy())
+            return WhatIf(acc, self.level, self.measure, self._stats_pair(before, mb),
+                          self._stats_pair(out, mb + dmb), tuple(recs),
+                          out["alloc_var"][0, 1:].copy(), out["alloc_es"][0, 1:].copy())
 
     # ------------------------------------------------------------------ writes
     def _new_account(self, account: str) -> int:
@@ -823,6 +532,8 @@ class MarginEngine:
             self._stats[k] = np.append(self._stats[k], 0.0)
         self._exact_tick = np.append(self._exact_tick, self._tick)
         self._status = np.append(self._status, np.int8(OK))
+        self._mmr = np.append(self._mmr, self.mm_fraction)
+        self._n_ord = np.append(self._n_ord, 0)
         return i
 
     def _splice(self, i: int, rows: np.ndarray, dq: np.ndarray, da: np.ndarray,
@@ -835,7 +546,9 @@ class MarginEngine:
         pos_old = np.searchsorted(new_rows, old)
         pos_add = np.searchsorted(new_rows, rows)
         seg = {}
-        for name, add in (("_qty", dq), ("_a", da), ("_b", db), ("_c", dc)):
+        z = np.zeros(rows.size)
+        for name, add in (("_qty", dq), ("_a", da), ("_b", db), ("_c", dc), ("_fb", z),
+                          ("_fs", z)):
             v = np.zeros(new_rows.size)
             v[pos_old] = getattr(self, name)[lo:hi]
             for p, x in zip(pos_add, add, strict=True):  # in trade order, like the batch
@@ -885,8 +598,10 @@ class MarginEngine:
                                         q, p)
                 self._splice(i, rows, q, a, b, c)
                 touched.append(i)
-                pos_rows += [(acc, str(self._inst_ids[r]), qq, pp)
-                             for r, qq, pp in zip(rows, q, p, strict=True)]
+                new_rows = [(acc, str(self._inst_ids[r]), float(qq), float(pp))
+                            for r, qq, pp in zip(rows, q, p, strict=True)]
+                pos_rows += new_rows
+                self._pos_acc.setdefault(acc, []).extend(t[1:] for t in new_rows)
             self._pos_log.append(pd.DataFrame(pos_rows, columns=["account_id", "instrument_id",
                                                                  "quantity", "entry_price"]))
             return self._reprice(touched)
@@ -940,23 +655,27 @@ class MarginEngine:
             dq = np.array([sign * amount])
             z = np.zeros(1)
             self._splice(i, row, dq, z, dq * (1.0 - h), z)
+            if key not in self._coll_amount:
+                self._coll_acc.setdefault(acc, []).append(a_name)
             self._coll_amount[key] = held + sign * amount
             self._haircut[key] = h
             return self._reprice([i])
 
     def close_out(self, account: Any) -> tuple[float, tuple[MarginEvent, ...]]:
         """Close every position of ``account`` at the current marks (a liquidation without
-        slippage): the unrealised P&L is realised into the account's balance, its collateral
-        stays. Returns the margin balance after (USD; negative: bad debt) and the events."""
+        slippage) and cancel its resting orders: the unrealised P&L is realised into the
+        account's balance, its collateral stays. Returns the margin balance after (USD;
+        negative: bad debt) and the events."""
         with self._lock:
             i = self._account(account)
+            cancelled = self.cancel_orders(account) if self._n_ord[i] > 0 else ()
             lo, hi = self._indptr[i], self._indptr[i + 1]
             rows = self._rows[lo:hi]
             q = self._qty[lo:hi]
             keep = (rows < self._n_inst) & (q != 0)
-            events: tuple[MarginEvent, ...] = ()
+            events: tuple[MarginEvent, ...] = cancelled
             if keep.any():
-                events = self.apply(pd.DataFrame({
+                events += self.apply(pd.DataFrame({
                     "account_id": self._account_ids[i],
                     "instrument_id": self._inst_ids[rows[keep]], "quantity": -q[keep]}))
             return float(self._mb[i]), events
@@ -1034,7 +753,8 @@ class MarginEngine:
                 band = np.flatnonzero((self._mb <= 0)
                                       | (self._mm >= pol.ratio_band * self._mb))
             if band.size:
-                self._revalue(market)
+                if self._scenario_mode:
+                    self._revalue(market)
                 self._risk_of(band)
                 self._remark_all()
                 n_exact = int(band.size)

@@ -12,6 +12,9 @@ Endpoints (JSON in and out, amounts in USD):
 * ``POST /collateral`` ``{"account_id", "asset", "amount", "action": "deposit"|"withdraw"}``.
 * ``POST /market`` ``{"prices": {...}, "vols"?: {...}, "time"?: ..., "full"?: bool}``:
   a market update; returns whether a full re-margin ran and the events.
+* ``POST /orders`` ``{"account_id", "instrument_id", "side": "buy"|"sell", "quantity",
+  "price"?}``: rest a limit order (margined as the riskier side filling); returns its
+  ``order_id``, the account's margin and the events. ``DELETE /orders/{order_id}`` cancels it.
 
 Every call that changes state needs ``Authorization: Bearer <token>`` (401 otherwise). Every
 request is validated: a malformed one gets a 4xx with a message (422 for a body that is not
@@ -100,6 +103,13 @@ def create_app(engine: MarginEngine, token: str) -> Any:
         amount: float = Field(ge=0)
         action: str = Field(pattern="^(deposit|withdraw)$")
 
+    class OrderRequest(_Strict):
+        account_id: str = Field(min_length=1, max_length=200)
+        instrument_id: str = Field(min_length=1, max_length=200)
+        side: str = Field(min_length=1, max_length=10)
+        quantity: float = Field(gt=0)
+        price: float | None = Field(default=None, gt=0)
+
     class MarketRequest(_Strict):
         prices: dict[str, float] = Field(min_length=1, max_length=1000)
         vols: dict[str, float] | None = None
@@ -143,8 +153,10 @@ def create_app(engine: MarginEngine, token: str) -> Any:
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "accounts": len(engine.account_ids), "tick": engine.tick,
-                "scenarios": engine.scenarios.n_scenarios, "measure": engine.measure,
-                "level": engine.level}
+                "scenarios": (None if engine.scenarios is None
+                              else engine.scenarios.n_scenarios),
+                "measure": engine.measure, "level": _clean(engine.level),
+                "orders": len(engine.orders)}
 
     @app.get("/accounts/{account_id}/margin")
     def margin(account_id: str) -> dict[str, Any]:
@@ -173,6 +185,17 @@ def create_app(engine: MarginEngine, token: str) -> Any:
         upd = engine.update_market(req.prices, req.vols, time=req.time, full=req.full)
         return {"tick": upd.tick, "full": upd.full, "n_exact": upd.n_exact,
                 "events": events(upd.events)}
+
+    @app.post("/orders", dependencies=[Depends(authorise)])
+    def place_order(req: OrderRequest) -> dict[str, Any]:
+        oid, evs = engine.place_order(req.account_id, req.instrument_id, req.side,
+                                      req.quantity, req.price)
+        return {"order_id": oid, "margin": _clean(engine.margin(req.account_id)),
+                "events": events(evs)}
+
+    @app.delete("/orders/{order_id}", dependencies=[Depends(authorise)])
+    def cancel_order(order_id: int) -> dict[str, Any]:
+        return {"cancelled": order_id, "events": events(engine.cancel_order(order_id))}
 
     app.state.engine = engine
     app.state.fastapi_version = fastapi.__version__
@@ -206,7 +229,8 @@ def build_engine(accounts: int, *, seed: int = 0, scenarios: int = 10_000,
                 raise ValueError(f"--book: {folder} has no {stem}.csv or {stem}.parquet")
             return None
 
-        bk = Book.from_files(find("instruments"), find("positions"), find("collateral", False))
+        bk = Book.from_files(find("instruments"), find("positions"), find("collateral", False),
+                             orders=find("orders", False))
     else:
         if not isinstance(accounts, int) or accounts < 1:
             raise ValueError(f"--accounts must be an integer >= 1, got {accounts!r}")

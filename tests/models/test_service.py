@@ -229,3 +229,27 @@ def test_market_update_and_collateral_equal_the_in_process_engine(server, oracle
     want = oracle.margin(acc)
     for k in ("im", "es", "margin_balance"):
         assert r.json()["margin"][k] == want[k], k
+
+
+def test_orders_placed_and_cancelled_over_http_equal_the_in_process_engine(server, oracle):
+    """Oracle: the in-process engine given the same place_order / cancel_order; contract:
+    401 without the token, 400 for a bad side, 404 for an unknown order id."""
+    acc = str(oracle.account_ids[9])
+    inst = _instrument(oracle, 1)
+    body = {"account_id": acc, "instrument_id": inst, "side": "sell", "quantity": 4.0}
+    assert server.post("/orders", json=body).status_code == 401
+    r = server.post("/orders", json={**body, "side": "hold"}, headers=AUTH)
+    assert r.status_code == 400 and "side" in r.json()["detail"]
+    r = server.post("/orders", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    oid, _ = oracle.place_order(acc, inst, "sell", 4.0)
+    assert r.json()["order_id"] == oid
+    for k in ("im", "es", "margin_balance"):
+        assert r.json()["margin"][k] == oracle.margin(acc)[k], k
+    assert server.get("/health").json()["orders"] == 1
+    assert server.delete(f"/orders/{oid}").status_code == 401
+    r = server.delete(f"/orders/{oid}", headers=AUTH)
+    assert r.status_code == 200, r.text
+    oracle.cancel_order(oid)
+    assert server.get(f"/accounts/{acc}/margin").json()["im"] == oracle.margin(acc)["im"]
+    assert server.delete(f"/orders/{oid}", headers=AUTH).status_code == 404
