@@ -63,8 +63,9 @@ import pandas as pd
 from ._validate import check_real
 
 __all__ = ["SVISlice", "VolSurface", "ArbitrageViolation", "shock_loadings", "shocked_vol",
-           "calibrate_dvol", "DVOLDynamics", "T_REF", "SKEW_CLIP", "DEFAULT_SKEW_VOL",
-           "DEFAULT_SKEW_PRICE_CORR", "DEFAULT_TERM_VOL", "DEFAULT_TERM_LEVEL_CORR"]
+           "calibrate_dvol", "dvol_history", "DVOLDynamics", "T_REF", "SKEW_CLIP",
+           "DEFAULT_SKEW_VOL", "DEFAULT_SKEW_PRICE_CORR", "DEFAULT_TERM_VOL",
+           "DEFAULT_TERM_LEVEL_CORR"]
 
 T_REF = 30.0 / 365.0
 """Reference expiry (years): the 30 days of DVOL; the term loading is 0 there."""
@@ -497,6 +498,32 @@ class DVOLDynamics:
     level: float
 
 
+def _data_folder(folder: str | Path | None) -> Path:
+    from .history import shared_data_dir
+
+    p = Path(folder) if folder is not None else shared_data_dir()
+    if p is None or not (p / DVOL_FILE).is_file():
+        raise FileNotFoundError(f"no {DVOL_FILE} in the shared data folder ({p})")
+    return p
+
+
+def dvol_history(folder: str | Path | None = None) -> pd.Series:
+    """Deribit's BTC DVOL daily closes as decimal vols (0.6 is 60 %), indexed by date.
+
+    The file's missing days are left out (not filled): see the data README.
+
+    Raises
+    ------
+    FileNotFoundError
+        No shared data folder or no DVOL file in it.
+    """
+    p = _data_folder(folder)
+    dv = pd.read_csv(p / DVOL_FILE, parse_dates=["date"]).set_index("date")["dvol_close"]
+    dv = dv[dv > 0].sort_index() / 100.0
+    dv.name = "BTC"
+    return dv
+
+
 def calibrate_dvol(folder: str | Path | None = None, *, horizon_days: int = 1
                    ) -> DVOLDynamics:
     """Vol of vol and vol-price correlation of the level from Deribit's BTC DVOL.
@@ -511,17 +538,12 @@ def calibrate_dvol(folder: str | Path | None = None, *, horizon_days: int = 1
     FileNotFoundError
         No shared data folder or no DVOL file in it.
     """
-    from .history import shared_data_dir
-
     h = int(horizon_days)
     if isinstance(horizon_days, bool) or h != horizon_days or h < 1:
         raise ValueError(f"horizon_days must be an int >= 1, got {horizon_days!r}")
-    p = Path(folder) if folder is not None else shared_data_dir()
-    if p is None or not (p / DVOL_FILE).is_file():
-        raise FileNotFoundError(f"no {DVOL_FILE} in the shared data folder ({p})")
-    dv = pd.read_csv(p / DVOL_FILE, parse_dates=["date"]).set_index("date")["dvol_close"]
+    p = _data_folder(folder)
+    dv = dvol_history(p)
     px = pd.read_csv(p / SPOT_FILE, parse_dates=["date"]).set_index("date")["close"]
-    dv = dv[dv > 0].sort_index()
     later = dv.index + pd.Timedelta(days=h)
     has = later.isin(dv.index) & dv.index.isin(px.index) & later.isin(px.index)
     t0, t1 = dv.index[has], later[has]
@@ -531,5 +553,4 @@ def calibrate_dvol(folder: str | Path | None = None, *, horizon_days: int = 1
         raise ValueError(f"only {dlv.size} DVOL pairs {h} days apart; need >= 30")
     return DVOLDynamics(float(dlv.std(ddof=1) / math.sqrt(h / 365.0)),
                         float(np.corrcoef(dlv, ret)[0, 1]), h, int(dlv.size),
-                        str(t0.min().date()), str(t1.max().date()),
-                        float(dv.iloc[-1]) / 100.0)
+                        str(t0.min().date()), str(t1.max().date()), float(dv.iloc[-1]))

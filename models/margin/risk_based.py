@@ -216,7 +216,7 @@ def _ewma_vol(returns: np.ndarray, lam: float) -> np.ndarray:
 def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_days: int = 2,
                          lookback_days: int | None = 365, filtered: bool = False,
                          ewma_lambda: float = 0.94, stressed_window: tuple[Any, Any] | None = None,
-                         ) -> ScenarioSet:
+                         implied_vol: pd.DataFrame | None = None) -> ScenarioSet:
     """Scenarios from observed MPOR returns: today's prices x exp(h-day log return).
 
     Parameters
@@ -235,6 +235,13 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
     stressed_window : (start, end), optional
         Use only return dates inside this window (e.g. the stressed period for the
         anti-procyclicality weight), instead of the look-back.
+    implied_vol : pandas.DataFrame, optional
+        Daily implied-vol levels (any unit, > 0; e.g. DVOL from
+        :func:`~marginlab.models.vol_surface.dvol_history`), one column per underlying
+        (a subset of ``prices``' columns). Each scenario's ``vol_shock`` is then the
+        observed ratio ``IV(t + h) / IV(t)`` over the same days as its return (the implied-vol
+        surface's level moves as it did), not filtered; the series is forward-filled onto the
+        price dates and a ratio without data at either end is 1. Default: vol shocks of 1.
     """
     if not isinstance(prices, pd.DataFrame) or prices.shape[1] == 0:
         raise TypeError("prices must be a DataFrame of closes, one column per underlying")
@@ -256,19 +263,42 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
     h = horizon_days
     hret = csum[h:] - csum[:-h]  # return over days (t, t+h], labelled by its last date
     hdates = dates[h - 1:]
+    vratio = _vol_ratios(implied_vol, p, h)
     if stressed_window is not None:
         lo, hi = stressed_window
         keep = (hdates >= pd.Timestamp(lo)) & (hdates <= pd.Timestamp(hi))
-        hret = hret[keep]
+        hret, vratio = hret[keep], vratio[keep]
     elif lookback_days is not None:
         if not isinstance(lookback_days, int) or lookback_days < 1:
             raise ValueError(f"lookback_days must be an int >= 1 or None, got {lookback_days!r}")
-        hret = hret[-lookback_days:]
+        hret, vratio = hret[-lookback_days:], vratio[-lookback_days:]
     if hret.shape[0] < 2:
         raise ValueError("fewer than 2 historical scenarios in the chosen window")
     und = tuple(str(c).upper() for c in p.columns)
     s0 = market.prices(und)
-    return ScenarioSet(und, s0 * np.exp(hret), np.ones_like(hret), h / 365.0)
+    return ScenarioSet(und, s0 * np.exp(hret), vratio, h / 365.0)
+
+
+def _vol_ratios(implied_vol: Any, p: pd.DataFrame, h: int) -> np.ndarray:
+    """``IV(t + h) / IV(t)`` per h-day return row and column of ``p`` (1 without data)."""
+    out = np.ones((p.shape[0] - h, p.shape[1]))
+    if implied_vol is None:
+        return out
+    if not isinstance(implied_vol, pd.DataFrame):
+        raise TypeError(f"implied_vol must be a DataFrame (one column per underlying), got "
+                        f"{type(implied_vol).__name__}")
+    cols = {str(c).upper(): c for c in p.columns}
+    for c in implied_vol.columns:
+        if str(c).upper() not in cols:
+            raise ValueError(f"implied_vol column {c!r} is not a column of prices "
+                             f"{list(p.columns)}")
+        iv = implied_vol[c].astype(float).dropna().sort_index()
+        if np.any(~np.isfinite(iv.to_numpy())) or np.any(iv.to_numpy() <= 0.0):
+            raise ValueError(f"implied_vol[{c!r}] must be finite and > 0")
+        v = iv.reindex(iv.index.union(p.index)).ffill().reindex(p.index).to_numpy()
+        r = v[h:] / v[:-h]
+        out[:, list(cols).index(str(c).upper())] = np.where(np.isfinite(r), r, 1.0)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,6 +322,9 @@ class HistoricalMargin:
     mm_fraction : float
         MM = mm_fraction x IM.
     name : str
+    implied_vol : pandas.DataFrame, optional
+        Daily implied-vol levels per underlying (e.g. DVOL): the scenarios' vol shocks are
+        their observed h-day ratios (see :func:`historical_scenarios`). Default: none.
     """
 
     prices: pd.DataFrame
@@ -303,6 +336,7 @@ class HistoricalMargin:
     ewma_lambda: float = 0.94
     mm_fraction: float = 0.5
     name: str = "HS ES"
+    implied_vol: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         _check_measure(self.measure)
@@ -315,7 +349,8 @@ class HistoricalMargin:
         lb = self.lookback_days if lookback_days == "default" else lookback_days
         return historical_scenarios(self.prices, market, horizon_days=self.horizon_days,
                                     lookback_days=lb, filtered=self.filtered,
-                                    ewma_lambda=self.ewma_lambda, stressed_window=stressed_window)
+                                    ewma_lambda=self.ewma_lambda, stressed_window=stressed_window,
+                                    implied_vol=self.implied_vol)
 
     def compute(self, book: Any, market: MarketState, *,
                 scenarios: ScenarioSet | None = None) -> MarginResult:

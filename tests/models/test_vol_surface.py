@@ -31,13 +31,20 @@ from marginlab.models import (
     revalue,
 )
 from marginlab.models.history import shared_data_dir
-from marginlab.models.margin import DeribitLike, MonteCarloMargin, SpanLike
+from marginlab.models.margin import (
+    DeribitLike,
+    HistoricalMargin,
+    MonteCarloMargin,
+    SpanLike,
+    historical_scenarios,
+)
 from marginlab.models.vol_surface import (
     DVOL_FILE,
     SPOT_FILE,
     SVISlice,
     VolSurface,
     calibrate_dvol,
+    dvol_history,
     shock_loadings,
 )
 
@@ -373,3 +380,48 @@ def test_dvol_calibration_matches_a_plain_loop_over_the_file():
         assert got.vol_price_corr == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-12)
     two = calibrate_dvol(folder, horizon_days=2)
     assert 0.85 < two.vol_of_vol < 0.95 and -0.3 < two.vol_price_corr < -0.2
+
+
+# ----------------------------------------------------------------------------- HS
+def test_historical_scenarios_move_the_level_as_the_implied_vol_history_did():
+    """Oracle: brute force and law. With an implied-vol history (days missing, starting
+    after the prices), each HS scenario's vol shock is IV(t + h) / IV(t) over its return's
+    days, from a hand loop that forward-fills the series (1 where it has not started); a
+    constant history gives the vol shocks of no history bit for bit; the HS margin of an
+    option book then moves with the history."""
+    dates = pd.date_range("2024-01-01", periods=60)
+    rng = np.random.default_rng(2)
+    px = pd.DataFrame({"BTC": S0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, 60)))}, index=dates)
+    iv = pd.Series(0.6 * np.exp(np.cumsum(rng.normal(0.0, 0.05, 60))), index=dates)
+    gappy = iv.drop(dates[[10, 11, 30]]).iloc[5:]
+    sc = historical_scenarios(px, FLAT, horizon_days=2, lookback_days=None,
+                              implied_vol=pd.DataFrame({"BTC": gappy}))
+    last, ff = None, []
+    for d in dates:
+        last = gappy[d] if d in gappy.index else last
+        ff.append(last)
+    want = [ff[r + 2] / ff[r] if ff[r] is not None else 1.0 for r in range(58)]
+    np.testing.assert_allclose(sc.vol_shock[:, 0], want, rtol=1e-15)
+    const = pd.DataFrame({"BTC": pd.Series(0.6, index=dates)})
+    none = historical_scenarios(px, FLAT, horizon_days=2, lookback_days=None)
+    assert np.array_equal(historical_scenarios(px, FLAT, horizon_days=2, lookback_days=None,
+                                               implied_vol=const).vol_shock, none.vol_shock)
+    book = option_book()
+    im0 = HistoricalMargin(px, lookback_days=None, level=0.95).compute(book, FLAT).im
+    im1 = HistoricalMargin(px, lookback_days=None, level=0.95,
+                           implied_vol=pd.DataFrame({"BTC": iv})).compute(book, FLAT).im
+    assert np.all(im1 != im0)
+    with pytest.raises(ValueError, match="ETH"):
+        historical_scenarios(px, FLAT, implied_vol=pd.DataFrame({"ETH": iv}))
+
+
+def test_dvol_history_matches_the_data_readme():
+    """Oracle: the data README's spot checks (DVOL 124.83 on 2021-05-19, 156.20 on
+    2021-05-23, 114.72 on 2022-11-09), as decimal vols."""
+    folder = shared_data_dir()
+    if folder is None or not (folder / DVOL_FILE).is_file():
+        pytest.skip("shared DVOL data absent")
+    dv = dvol_history(folder)
+    assert dv[pd.Timestamp("2021-05-19")] == pytest.approx(1.2483, abs=1e-12)
+    assert dv.max() == pytest.approx(1.5620, abs=1e-12)
+    assert dv[pd.Timestamp("2022-11-09")] == pytest.approx(1.1472, abs=1e-12)
