@@ -230,3 +230,38 @@ def test_weighted_scenario_sets_equal_batch(sampling):
     j = list(res.account_ids).index("c")
     _close(w.after["es"], after.details["es"][j], scale=1e-6)
     _close(w.after["es_se"], after.details["es_se"][j], scale=1e-6)
+
+
+def test_grid_events_and_deposit_follow_the_batch_margin():
+    """Oracle: SpanLike.compute at the moved market and after a deposit: an account is in
+    margin call exactly when the batch excess < 0, in liquidation when the batch margin ratio
+    >= 1, and the engine's events are those status changes."""
+    inst = pd.DataFrame({"instrument_id": ["BTC-PERP"], "type": ["linear_perp"],
+                         "underlying": ["BTC"]})
+    pos = pd.DataFrame({"account_id": ["a", "b", "c"], "instrument_id": "BTC-PERP",
+                        "quantity": [1.0, 1.0, 1.0], "entry_price": 100_000.0})
+    col = pd.DataFrame({"account_id": ["a", "b", "c"], "asset": "USDT",
+                        "amount": [60_000.0, 16_000.0, 14_000.0]})
+    book = Book.from_frames(inst, pos, col)
+    span = SpanLike(0.1, 0.3)  # IM = 1.1 x 10 % x S per BTC, MM = 10 % x S
+    # at S = 94,000: b has 10,000 < IM 10,340 (call), c 8,000 < MM 9,400 (liquidation)
+
+    def status(res):
+        kind = np.where(res.margin_ratio >= 1.0, "liquidation",
+                        np.where(res.excess < 0, "margin_call", "ok"))
+        return dict(zip(res.account_ids, kind, strict=True))
+
+    eng = MarginEngine(book, MarketState(spot={"BTC": 100_000.0}), span)
+    assert {e["account_id"]: e["status"] for _, e in eng.to_frame().iterrows()} == status(
+        span.compute(book, eng.market))
+    upd = eng.update_market({"BTC": 94_000.0}, full=True)
+    want = status(span.compute(book, eng.market))
+    got = {r.account_id: r.status for r in eng.to_frame().itertuples()}
+    assert got == want and want["b"] == "margin_call" and want["c"] == "liquidation"
+    assert {(e.account_id, e.kind) for e in upd.events} == {("b", "margin_call"),
+                                                            ("c", "liquidation")}
+    evs = eng.deposit("c", "USDT", 10_000.0)
+    col2 = col.assign(amount=[60_000.0, 16_000.0, 24_000.0])
+    res = span.compute(Book.from_frames(inst, pos, col2), eng.market)
+    _check_equal(eng, res)
+    assert [(e.account_id, e.kind) for e in evs] == [("c", "restored")]
