@@ -1,7 +1,9 @@
 """Packaging and layering: what a user gets from ``pip install``, and the import direction.
 
 Oracles, per test: the layout declared in pyproject.toml (``simulate/`` -> ``marginlab.simulate``,
-``models/`` -> ``marginlab.models``, ``marginlab`` a namespace with no folder of its own); the
+``models/`` -> ``marginlab.models``, ``marginlab`` from ``marginlab/``: ``__init__.py`` with
+``__version__`` and ``__main__.py``, nothing else); ``__version__`` and ``--version`` equal
+the distribution's version in pyproject.toml; the
 layering rule of STYLE.md (``simulate`` never imports ``models``), checked statically with
 ``ast`` and at run time; the project's ruff configuration.
 """
@@ -13,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -64,12 +67,14 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = wheels.glob("marginlab-*.whl")
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names}
     assert tops <= {"marginlab"} | {t for t in tops if t.endswith((".dist-info", ".data"))}, tops
     assert "simulate" not in tops and "models" not in tops
-    assert "marginlab/__init__.py" not in names  # namespace package
+    top_files = {n for n in names if n.startswith("marginlab/") and n.count("/") == 1}
+    assert top_files == {"marginlab/__init__.py", "marginlab/__main__.py"}, top_files
     for folder, dotted in PACKAGES.items():
         prefix = dotted.replace(".", "/") + "/"
         in_wheel = {n[len(prefix):] for n in names if n.startswith(prefix)}
@@ -98,8 +103,11 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
         "p = s.simulate_paths(m.GBM(mu=0.0, sigma=0.5), 100.0, n_steps=2, dt=1 / 365,\n"
         "                     n_paths=3, seed=1)\n"
         "assert p.shape == (3, 3, 1) and (p[:, 0, 0] == 100.0).all(), p\n"
+        "import marginlab\n"
+        f"assert marginlab.__version__ == {version!r}, marginlab.__version__\n"
         "print(s.__file__)\n"
         "print(m.__file__)\n"
+        "print(marginlab.__file__)\n"
     )
     run = subprocess.run([str(vpy), "-c", probe], capture_output=True, text=True, timeout=600,
                          cwd=elsewhere, env=_clean_env(MARGINLAB_CACHE_DIR=str(cache)))
@@ -109,7 +117,7 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
     installed = site_dir / "marginlab"
     assert not [p for p in installed.rglob("*") if p.suffix in (".nbi", ".nbc")]
     files = [Path(line).resolve() for line in run.stdout.split("\n") if line.strip()]
-    assert len(files) == 2, run.stdout
+    assert len(files) == 3, run.stdout
     for f in files:
         assert f.is_relative_to(venv.resolve()), f
         assert not f.is_relative_to(REPO), f
@@ -118,6 +126,12 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
                          timeout=300, cwd=elsewhere, env=_clean_env())
     assert cli.returncode == 0, cli.stderr
     assert "demo" in cli.stdout
+    for cmd in ([str(bindir / "marginlab"), "--version"],
+                [str(vpy), "-m", "marginlab", "--version"]):
+        v = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=elsewhere,
+                           env=_clean_env())
+        assert v.returncode == 0, v.stderr
+        assert v.stdout.strip() == f"marginlab {version}", v.stdout
 
     # pip uninstall leaves no folder behind that could shadow a later (editable) install.
     gone = subprocess.run([str(vpy), "-m", "pip", "uninstall", "-y", "-q", "marginlab"],

@@ -1,0 +1,8 @@
+"""``python -m marginlab``: the ``marginlab`` command."""
+
+import sys
+
+from marginlab.models.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
