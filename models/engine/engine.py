@@ -8,9 +8,9 @@ recomputes the touched accounts with the method itself (:mod:`._method`). Restin
 (``Book.orders``, :meth:`MarginEngine.place_order`) are charged as the batch
 :class:`~marginlab.models.orders.WithOrders` charges them (:mod:`._orders`).
 
-The scenario engine It holds in memory the unit P&L ``U`` of every listed instrument and collateral
-asset in every scenario (the matrix :func:`~marginlab.models.portfolio.revalue` computes),
-each account's holdings over the rows of ``U`` (CSR, as
+The scenario engine holds in memory the unit P&L ``U`` of every listed instrument and
+collateral asset in every scenario (the matrix :func:`~marginlab.models.portfolio.revalue`
+computes), each account's holdings over the rows of ``U`` (CSR, as
 :func:`~marginlab.models.portfolio.portfolio_risk` reads them), each account's risk measure
 with its Euler allocation to holdings, and an LRU cache of accounts' scenario P&L vectors.
 
@@ -134,6 +134,13 @@ class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
     -----
     Thread safety: every public method takes one re-entrant lock, so concurrent callers
     never see a half-updated account; reads and writes are serialised.
+
+    Resting orders (the book's ``orders`` table, :meth:`place_order`, :meth:`cancel_order`,
+    :meth:`cancel_orders`) are margined as ``WithOrders(method)``: the riskier of all buys /
+    all sells filling at their limit prices; :meth:`close_out` cancels the account's orders.
+    With a non-scenario method (grid, tiered) the risk numbers (``var``, ``es`` ...) are NaN
+    unless the method reports them in ``details``, and a what-if gives no Euler contributions
+    (NaN); ``measure`` is ``"im"`` and ``level`` NaN.
     """
 
     def __init__(self, book: Book, market: MarketState, method: Any = None, *,
