@@ -13,6 +13,7 @@ Monte Carlo moments within standard errors.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -127,8 +128,6 @@ def test_zero_skew_and_term_shocks_change_nothing():
     """Oracle: law (``exp(0) = 1``). Scenarios carrying all-zero skew and term shocks give
     the unit P&L of the same scenarios without them, bit for bit; so do a grid with
     ``skew_shocks=(0.0,)`` and MC with ``skew_vol = term_vol = 0`` (no arrays at all)."""
-    import dataclasses
-
     book = option_book()
     sc = monte_carlo_scenarios(MODEL, FLAT, ["BTC"], horizon_days=2, n_scenarios=1000,
                                seed=5, vol_of_vol=1.0)
@@ -325,6 +324,31 @@ def test_risk_reversal_responds_to_skew_shocks():
     (xc, xp), _ = shock_loadings([book.instruments["strike"][0], book.instruments["strike"][1]],
                                  T30, S0, FLAT.rate)
     assert 0.38 < xc < 0.48 and -0.43 < xp < -0.33
+
+
+def test_term_shock_tilts_vols_by_log_expiry_and_spares_30_days():
+    """Oracle: closed form. Under a term shock tau at unchanged spot and level, an option of
+    expiry T is revalued at Black-Scholes with vol x (T / 30 days)^tau: the 90-day and 1-year
+    calls move (opposite to the 7-day put's), the 30-day risk-reversal legs (loading 0) do
+    not move at all."""
+    from marginlab.models import ScenarioSet
+
+    book = option_book()
+    tau = np.array([[-0.2], [0.0], [0.2]])
+    sc = ScenarioSet(("BTC",), np.full((3, 1), S0), np.ones((3, 1)), 0.0,
+                     term_shock=tau)
+    pnl = revalue(book, FLAT, sc).pnl
+    base = revalue(book, FLAT, dataclasses.replace(sc, term_shock=None)).pnl
+    assert np.array_equal(pnl[:2], base[:2])
+    inst = book.instruments
+    for j in (2, 3):
+        k, t = inst["strike"][j], inst["expiry"][j]
+        call = inst["option_type"][j] == "call"
+        for i, x in enumerate(tau[:, 0]):
+            want = (bs(S0, k, t, 0.6 * (t / T30) ** x, 0.02, call)
+                    - bs(S0, k, t, 0.6, 0.02, call))
+            assert pnl[j, i] - base[j, i] == pytest.approx(want, rel=1e-9, abs=1e-8)
+    assert pnl[2, 2] > pnl[2, 1] > pnl[2, 0] and pnl[3, 2] < pnl[3, 1] < pnl[3, 0]
 
 
 def test_monte_carlo_margin_of_a_risk_reversal_moves_with_skew_vol():
