@@ -140,3 +140,25 @@ def test_demo_writes_the_configuration_it_ran(tmp_path):
     pd.testing.assert_frame_equal(first, second)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "demo-out" / "summary.csv"),
                                   pd.read_csv(tmp_path / "demo-out" / "rerun" / "summary.csv"))
+
+
+def test_version_and_python_dash_m(tmp_path):
+    """Oracle (the installed distribution's metadata): ``marginlab.__version__``,
+    ``marginlab --version`` and ``python -m marginlab --version`` all give the version of
+    the installed ``marginlab`` distribution; ``python -m marginlab --help`` is the same
+    command as ``marginlab --help``."""
+    from importlib.metadata import version
+
+    import marginlab
+
+    expected = version("marginlab")
+    assert marginlab.__version__ == expected
+    for cmd in (_command(), [sys.executable, "-m", "marginlab"]):
+        proc = subprocess.run([*cmd, "--version"], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"marginlab {expected}"
+    helps = [subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path).stdout
+             for cmd in (_command(), [sys.executable, "-m", "marginlab"])]
+    assert helps[0] == helps[1] and "init" in helps[0] and "calibrate" in helps[0]
