@@ -173,6 +173,7 @@ def block_paths(folder: Path, block: int) -> dict[str, Path]:
     stem = f"block_{block:06d}"
     return {"accounts": folder / f"{stem}.accounts.parquet",
             "allocations": folder / f"{stem}.alloc.parquet",
+            "liquidation": folder / f"{stem}.liquidation.parquet",
             "record": folder / f"{stem}.json"}
 
 
@@ -187,9 +188,12 @@ def save_block(folder: Path, block: int, write: Mapping[str, Callable[[Path], An
     write_atomic(paths["record"], lambda p: p.write_text(text))
 
 
-def verified_block(folder: Path, block: int) -> dict[str, bytes] | None:
-    """The data files of a block as bytes when its record exists and every checksum matches;
-    None otherwise (missing, truncated or changed: the block must be recomputed)."""
+def verified_block(folder: Path, block: int,
+                   names: tuple[str, ...] = ("accounts", "allocations")
+                   ) -> dict[str, bytes] | None:
+    """The data files of a block as bytes when its record exists, names exactly the files
+    ``names`` and every checksum matches; None otherwise (missing, truncated or changed: the
+    block must be recomputed)."""
     paths = block_paths(folder, block)
     try:
         rec = json.loads(paths["record"].read_text())
@@ -201,11 +205,11 @@ def verified_block(folder: Path, block: int) -> dict[str, bytes] | None:
             out[name] = data
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return out if set(out) == {"accounts", "allocations"} else None
+    return out if set(out) == set(names) else None
 
 
 def drop_block(folder: Path, block: int) -> None:
     """Remove a block's files (record first, so a half-removed block is never 'done')."""
     paths = block_paths(folder, block)
-    for name in ("record", "accounts", "allocations"):
+    for name in ("record", "accounts", "allocations", "liquidation"):
         paths[name].unlink(missing_ok=True)

@@ -340,6 +340,28 @@ class ClusterSection(_Strict):
     tls_client_key: str | None = None
 
 
+class LiquidationProfileSection(_Strict):
+    """``[liquidation_profile]`` (opt-in): each account's liquidation risk over the MPOR,
+    written to ``liquidation.parquet`` (:func:`~marginlab.models.liquidation_profile.
+    liquidation_profile`, columns in its ``PROFILE_COLUMNS``). Paths of the ``[scenarios]``
+    model (zero drift) with ``n_steps`` monitoring steps over ``horizon_days`` (default the
+    scenarios' MPOR), seeded by child stream 1 of ``scenarios.seed``; an account is margin
+    called / liquidated when its margin balance falls below ``maintenance`` (a rate of
+    position notional per underlying or instrument id, or one rate for all), and pays
+    ``liquidation_fee`` (of the closed notional). Accounts are judged each on its own (no
+    price impact, an unlimited insurance fund, no ADL), so the numbers do not depend on how
+    the book is split into blocks; cascades are for the API
+    (:func:`~marginlab.models.liquidation.simulate_liquidations`)."""
+
+    maintenance: FloatOrMap
+    liquidation_fee: float = Field(0.005, ge=0.0, le=0.5)
+    n_paths: int = Field(2_000, ge=100, le=1_000_000)
+    n_steps: int = Field(48, ge=1, le=10_000)
+    horizon_days: float | None = Field(None, gt=0, le=LIMITS["horizon_days"])
+    quantiles: list[float] = Field([0.05, 0.5, 0.95], min_length=1, max_length=20)
+    level: float = Field(0.99, gt=0.0, lt=1.0)
+
+
 class RunConfig(_Strict):
     """A validated batch-run configuration (see the module docstring for the layout)."""
 
@@ -350,6 +372,7 @@ class RunConfig(_Strict):
     run: RunSection = RunSection()
     cluster: ClusterSection = ClusterSection()
     liquidity: LiquiditySection | None = None
+    liquidation_profile: LiquidationProfileSection | None = None
     base_dir: str = "."
     source: str = "config"
 

@@ -208,6 +208,37 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
 figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"""
 
 
+def _liquidation_table(path: Path, top: int) -> tuple[str, list[str], list[list[str]]]:
+    """The accounts most likely to be liquidated (``liquidation.parquet``, when the run has a
+    ``[liquidation_profile]``): probabilities with their standard errors, the range of the
+    liquidation price and the ES of the bad debt."""
+    if not path.exists():
+        return "", [], []
+    lq = pd.read_parquet(path)
+    sim = lq[lq["simulated"]]
+    qcols = [c for c in lq.columns if c.startswith("liquidation_price_q")]
+    lo, hi = (qcols[0], qcols[-1]) if qcols else (None, None)
+    note = (f"{len(sim):,} accounts simulated; expected number liquidated within the horizon "
+            f"{sim['p_liquidation'].sum():,.1f}, margin called {sim['p_margin_call'].sum():,.1f}"
+            f", expected bad debt {sim['bad_debt_mean'].sum():,.0f} USD. Accounts are judged "
+            "each on its own (no price impact, no ADL). Probabilities with their binomial "
+            "standard errors; the price range is the "
+            + (f"{lo.removeprefix('liquidation_price_q')} to "
+               f"{hi.removeprefix('liquidation_price_q')} quantile" if lo else "range")
+            + " of the reference asset's mark at liquidation (USD).")
+    head = ["account", "equity (USD)", "MM ratio", "P(call)", "P(liquidation)",
+            "P(bankruptcy)", "price range (USD)", "bad debt ES (USD)"]
+    rows = []
+    for _, r in sim.nlargest(top, "p_liquidation").iterrows():
+        rng = (f"{r[lo]:,.0f} - {r[hi]:,.0f} {r['reference_asset']}"
+               if lo and np.isfinite(r[lo]) else "-")
+        rows.append([str(r["account_id"]), f"{r['equity']:,.0f}", f"{r['margin_ratio']:,.2f}",
+                     f"{r['p_margin_call']:.3f} ± {r['se_margin_call']:.3f}",
+                     f"{r['p_liquidation']:.3f} ± {r['se_liquidation']:.3f}",
+                     f"{r['p_bankruptcy']:.3f}", rng, f"{r['bad_debt_es']:,.0f}"])
+    return note, head, rows
+
+
 def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: Any, *,
                  top: int = 10, html_report: bool = True) -> Path:
     """Write ``report.md`` (and ``report.html``) with their plots into ``folder``.
@@ -280,6 +311,7 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
               + [(_fmt(r[c], "usd") if isinstance(r[c], float) else str(r[c])) for c in extra]
               for _, r in summary.iterrows()]
     mc_head, mc_rows = _mc_table(df)
+    lq_note, lq_head, lq_rows = _liquidation_table(folder / "liquidation.parquet", top)
     u_head, u_rows = _units_table(accounts_path)
     facts = [
         f"accounts: {df['account_id'].nunique():,}; methods ({len(methods)}): "
@@ -305,6 +337,8 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
         md += [f"### {m}: {len(rows)} largest accounts by IM", "", *_md_table(h, rows)]
     if mc_rows:
         md += ["## Monte Carlo error", "", mc_note, "", *_md_table(mc_head, mc_rows)]
+    if lq_head:
+        md += ["## Liquidation risk", "", lq_note, "", *_md_table(lq_head, lq_rows)]
     if u_rows:
         md += ["## Units of the output files", "", *_md_table(u_head, u_rows)]
     md += ["## Plots", ""]
@@ -329,6 +363,9 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
         if mc_rows:
             parts += ["<h2>Monte Carlo error</h2>", f"<p>{e(mc_note)}</p>",
                       _html_table(mc_head, mc_rows)]
+        if lq_head:
+            parts += ["<h2>Liquidation risk</h2>", f"<p>{e(lq_note)}</p>",
+                      _html_table(lq_head, lq_rows)]
         if u_rows:
             parts += ["<h2>Units of the output files</h2>", _html_table(u_head, u_rows)]
         parts.append("<h2>Plots</h2>")

@@ -97,6 +97,7 @@ class RunOutputs:
     manifest: Path
     report: Path | None
     info: dict[str, Any]
+    liquidation: Path | None = None
 
 
 # ----------------------------------------------------------------------------- building
@@ -238,7 +239,8 @@ def load_book(cfg: RunConfig) -> Book:
 
 
 # ----------------------------------------------------------------------------- one block
-_STATE: dict[str, tuple[MarketState, list[Any], list[ScenarioSet | None]]] = {}
+_STATE: dict[str, tuple[MarketState, list[Any], list[ScenarioSet | None],
+                        np.ndarray | None]] = {}
 
 
 def _scenario_key(method: Any) -> tuple:
@@ -246,11 +248,42 @@ def _scenario_key(method: Any) -> tuple:
                                                     "randomizations", "n_scenarios"))
 
 
+def profile_paths(cfg: RunConfig) -> np.ndarray | None:
+    """Price paths of ``[liquidation_profile]`` (None without it): the ``[scenarios]``
+    model with zero drift, columns in ``scenarios.underlyings`` order (USD), seeded by child
+    stream 1 of ``scenarios.seed``; shape ``(n_paths, n_steps + 1, n_underlyings)``."""
+    lp = cfg.liquidation_profile
+    if lp is None:
+        return None
+    from marginlab.simulate import simulate_paths
+
+    from .market import with_zero_drift
+
+    sc = cfg.scenarios
+    days = sc.horizon_days if lp.horizon_days is None else lp.horizon_days
+    spot = {k.upper(): v for k, v in cfg.market.spot.items()}
+    s0 = np.array([spot[u.upper()] for u in sc.underlyings])
+    return simulate_paths(with_zero_drift(build_model(cfg)), s0, n_steps=lp.n_steps,
+                          dt=days / 365.0 / lp.n_steps, n_paths=lp.n_paths,
+                          seed=np.random.SeedSequence(sc.seed, spawn_key=(1,)))
+
+
+def _profile_rules(cfg: RunConfig) -> Any:
+    from .liquidation import LiquidationRules
+
+    lp = cfg.liquidation_profile
+    mm = lp.maintenance
+    if not isinstance(mm, dict):
+        mm = {u.upper(): float(mm) for u in cfg.scenarios.underlyings}
+    return LiquidationRules(maintenance=mm, liquidation_fee=lp.liquidation_fee,
+                            insurance_fund=np.inf)
+
+
 def _run_state(cfg: RunConfig, run_id: str
-               ) -> tuple[MarketState, list[Any], list[ScenarioSet | None]]:
-    """Market, methods and each Monte Carlo method's scenarios, built once per process and
-    run identity (each block and each Dask worker reuses them); methods with the same
-    scenario settings share one scenario set."""
+               ) -> tuple[MarketState, list[Any], list[ScenarioSet | None], np.ndarray | None]:
+    """Market, methods, each Monte Carlo method's scenarios and the liquidation-profile
+    paths, built once per process and run identity (each block and each Dask worker reuses
+    them); methods with the same scenario settings share one scenario set."""
     if run_id not in _STATE:
         market = build_market(cfg)
         methods = build_methods(cfg)
@@ -265,7 +298,7 @@ def _run_state(cfg: RunConfig, run_id: str
             else:
                 scen.append(None)
         _STATE.clear()
-        _STATE[run_id] = (market, methods, scen)
+        _STATE[run_id] = (market, methods, scen, profile_paths(cfg))
     return _STATE[run_id]
 
 
@@ -274,13 +307,25 @@ def _table(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def compute_block(cfg: RunConfig, book: Book, block: int, run_id: str = ""
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Account rows and allocation rows of block ``block`` (accounts ``[b*B, (b+1)*B)``)."""
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Account rows, allocation rows and (with ``[liquidation_profile]``) liquidation-profile
+    rows of block ``block`` (accounts ``[b*B, (b+1)*B)``)."""
     size = cfg.run.account_block
     lo = block * size
     hi = min(lo + size, book.n_accounts)
     sub = book.subset(slice(lo, hi))
-    market, methods, scens = _run_state(cfg, run_id or cfg.digest())
+    market, methods, scens, paths = _run_state(cfg, run_id or cfg.digest())
+    liq = None
+    if paths is not None:
+        from .liquidation_profile import liquidation_profile
+
+        lp = cfg.liquidation_profile
+        sc = cfg.scenarios
+        liq = liquidation_profile(
+            sub, market, rules=_profile_rules(cfg), impact=None,
+            horizon_days=sc.horizon_days if lp.horizon_days is None else lp.horizon_days,
+            paths=paths, path_assets=[u.upper() for u in sc.underlyings],
+            quantiles=tuple(lp.quantiles), level=lp.level)
     rows, allocs = [], []
     for method, scen in zip(methods, scens, strict=True):
         res = method.compute(sub, market, scenarios=scen)
@@ -305,15 +350,20 @@ def compute_block(cfg: RunConfig, book: Book, block: int, run_id: str = ""
     for c in ("account_id", "holding", "method"):
         al[c] = al[c].astype(str)
     al["im_contribution"] = al["im_contribution"].astype(float)
-    return acc, al
+    return acc, al, liq
 
 
 def _block_task(cfg_json: str, book: Book, block: int, run_id: str
-                ) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+                ) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     # Runs on a Dask worker: everything is rebuilt from the config text and the book.
     cfg = RunConfig.model_validate_json(cfg_json, strict=False)
-    acc, al = compute_block(cfg, book, block, run_id)
-    return block, acc, al
+    return (block, *compute_block(cfg, book, block, run_id))
+
+
+def _block_names(cfg: RunConfig) -> tuple[str, ...]:
+    """The data files of a checkpoint block of this configuration."""
+    extra = ("liquidation",) if cfg.liquidation_profile is not None else ()
+    return ("accounts", "allocations", *extra)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -389,6 +439,10 @@ def estimate_memory_mb(cfg: RunConfig, n_accounts: int, n_instruments: int,
         "block_rows": block * len(cfg.methods) * 24 * 8,
         "book": n_accounts * _BYTES_PER_SYNTHETIC_ACCOUNT,
     }
+    lp = cfg.liquidation_profile
+    if lp is not None:  # the paths, and liquidation_profile's per-chunk budget (256 MB)
+        parts["profile_paths"] = lp.n_paths * (lp.n_steps + 1) * n_und * 8
+        parts["profile_outcomes"] = min(256 * 2**20, lp.n_paths * block * 56)
     return {k: v / 2**20 for k, v in parts.items()}
 
 
@@ -618,8 +672,7 @@ def _gather_blocks(client: Any, futures: list[Any], save: Any, bar: _Progress,
         except TimeoutError:
             done = set()
         for fut in done:
-            b, acc, al = fut.result()
-            save(b, acc, al)
+            save(*fut.result())
             bar.update()
         if not done:
             if client.scheduler_info().get("workers"):
@@ -635,6 +688,8 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
                 t_start, t_load, plan, workers, scheduler) -> RunOutputs:
     manifest = out / "manifest.json"
     manifest.unlink(missing_ok=True)  # the folder must not look complete while this run works
+    if cfg.liquidation_profile is None:  # a previous run's profile must not be reported
+        (out / "liquidation.parquet").unlink(missing_ok=True)
     root = out / ".checkpoints"
     ckpt = root / run_id
     if root.exists():
@@ -658,9 +713,10 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
 
     size = cfg.run.account_block
     n_blocks = max(1, -(-book.n_accounts // size))
+    names = _block_names(cfg)
     todo = []
     for b in range(n_blocks):
-        if verified_block(ckpt, b) is None:
+        if verified_block(ckpt, b, names) is None:
             if block_paths(ckpt, b)["record"].exists():
                 log.warning("checkpoint block %d failed its checksum; recomputing it", b)
             drop_block(ckpt, b)
@@ -671,15 +727,19 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
     t0 = time.perf_counter()
     done_new = 0
 
-    def _save(block: int, acc: pd.DataFrame, al: pd.DataFrame) -> None:
+    def _save(block: int, acc: pd.DataFrame, al: pd.DataFrame,
+              liq: pd.DataFrame | None = None) -> None:
         ta, tl = _table(acc, ACCOUNT_SCHEMA), _table(al, ALLOC_SCHEMA)
-        save_block(ckpt, block, {"allocations": lambda p: pq.write_table(tl, p),
-                                 "accounts": lambda p: pq.write_table(ta, p)})
+        write = {"allocations": lambda p: pq.write_table(tl, p),
+                 "accounts": lambda p: pq.write_table(ta, p)}
+        if liq is not None:
+            tq = pa.Table.from_pandas(liq, preserve_index=False)
+            write["liquidation"] = lambda p: pq.write_table(tq, p)
+        save_block(ckpt, block, write)
 
     if client is None:
         for b in todo:
-            acc, al = compute_block(cfg, book, b, run_id)
-            _save(b, acc, al)
+            _save(b, *compute_block(cfg, book, b, run_id))
             bar.update()
             done_new += 1
             if stop_after is not None and done_new >= stop_after:
@@ -695,7 +755,7 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
             _gather_blocks(client, futures, _save, bar, cfg.cluster.lost_workers_timeout_s)
         except (Exception, asyncio.CancelledError) as exc:
             bar.close()
-            done = sum(verified_block(ckpt, b) is not None for b in range(n_blocks))
+            done = sum(verified_block(ckpt, b, names) is not None for b in range(n_blocks))
             first = (str(exc).splitlines() or [""])[0][:200]
             raise RunError(
                 f"the Dask cluster failed ({type(exc).__name__}: {first}); {done} of "
@@ -720,7 +780,7 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
             with pq.ParquetWriter(tmp, schema.with_metadata(meta)) as writer:
                 for method_name in method_names:
                     for b in range(n_blocks):
-                        data = verified_block(ckpt, b)
+                        data = verified_block(ckpt, b, names)
                         if data is None:
                             raise RunError(f"checkpoint block {b} in {ckpt} changed during "
                                            "the run; run the same command again with --resume")
@@ -731,6 +791,10 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
 
         write_atomic(paths[name], _write_method_major)
         n_rows[name] = rows
+    if "liquidation" in names:
+        paths["liquidation"] = out / "liquidation.parquet"
+        n_rows["liquidation"] = _write_liquidation(paths["liquidation"], ckpt, n_blocks, names,
+                                                   meta)
     summary = _summary(paths["accounts"])
     summary_path = write_atomic(out / "summary.csv",
                                 lambda p: summary.to_csv(p, index=False))
@@ -766,7 +830,34 @@ def _locked_run(cfg, out, book, identity, run_id, resume, client, progress, stop
     text = json.dumps(info, indent=2, default=str)
     write_atomic(manifest, lambda p: p.write_text(text))
     return RunOutputs(out, paths["accounts"], paths["allocations"], summary_path, manifest,
-                      report_path, info)
+                      report_path, info, paths.get("liquidation"))
+
+
+def _write_liquidation(final: Path, ckpt: Path, n_blocks: int, names: tuple[str, ...],
+                       meta: dict[str, str]) -> int:
+    """``liquidation.parquet``: the blocks' liquidation-profile rows in book order, each
+    column described in its field metadata (``PROFILE_COLUMNS``)."""
+    from .liquidation_profile import PROFILE_COLUMNS
+
+    def describe(col: str) -> str:
+        for pattern, text in PROFILE_COLUMNS.items():
+            if col == pattern or (pattern.endswith("*") and col.startswith(pattern[:-1])):
+                return text
+        return ""
+
+    tables = []
+    for b in range(n_blocks):
+        data = verified_block(ckpt, b, names)
+        if data is None:
+            raise RunError(f"checkpoint block {b} in {ckpt} changed during the run; run the "
+                           "same command again with --resume")
+        tables.append(pq.read_table(pa.BufferReader(data["liquidation"])))
+    table = pa.concat_tables(tables)
+    schema = pa.schema([f.with_metadata({"description": describe(f.name)})
+                        for f in table.schema]).with_metadata(meta)
+    table = table.cast(schema)
+    write_atomic(final, lambda p: pq.write_table(table, p))
+    return table.num_rows
 
 
 _UNITS = {"im": "USD", "mm": "USD", "margin_balance": "USD", "excess": "USD",

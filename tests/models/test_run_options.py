@@ -225,3 +225,59 @@ def test_bad_options_name_their_key(tmp_path, change, key):
     change(data)
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         config_from_dict(data, tmp_path)
+
+
+def _linear_book_files(tmp: Path) -> dict:
+    """A book of linear perpetuals, leverage 2x to 25x (some accounts near liquidation)."""
+    rng = np.random.default_rng(4)
+    n = 40
+    inst = pd.DataFrame({"instrument_id": ["BTC-PERP", "ETH-PERP"],
+                         "type": ["linear_perp", "linear_perp"], "underlying": ["BTC", "ETH"]})
+    acc = [f"a{i:02d}" for i in range(n)]
+    qty = rng.choice([-1.0, 1.0], n) * rng.uniform(0.2, 2.0, n)
+    pos = pd.DataFrame({"account_id": acc, "instrument_id": "BTC-PERP", "quantity": qty,
+                        "entry_price": 60_000.0})
+    eth = pd.DataFrame({"account_id": acc[::3], "instrument_id": "ETH-PERP",
+                        "quantity": -qty[::3] * 20.0, "entry_price": 3_000.0})
+    lev = rng.uniform(2.0, 25.0, n)
+    col = pd.DataFrame({"account_id": acc, "asset": "USDT",
+                        "amount": np.abs(qty) * 60_000.0 / lev})
+    book = Book.from_frames(inst, pd.concat([pos, eth], ignore_index=True), col)
+    book.to_files(tmp / "lin")
+    return {k: str(tmp / "lin" / f"{k}.csv") for k in ("instruments", "positions",
+                                                     "collateral")}
+
+
+def test_liquidation_profile_in_a_run(tmp_path):
+    """Oracle: liquidation_profile through the API on the whole book with the run's paths
+    gives liquidation.parquet exactly (the run computes it block by block: accounts are
+    judged each on its own, so the split does not matter); law: another account block gives
+    the same file; the report lists the accounts most likely to be liquidated."""
+    from marginlab.models.liquidation import LiquidationRules
+    from marginlab.models.liquidation_profile import liquidation_profile
+    from marginlab.models.runner import profile_paths
+
+    files = _linear_book_files(tmp_path)
+    lp = {"maintenance": {"BTC": 0.01, "ETH": 0.02}, "n_paths": 500, "n_steps": 24,
+          "quantiles": [0.1, 0.9]}
+    data = _config(tmp_path, [{"type": "monte_carlo", "name": "mc"}], book=files,
+                   liquidation_profile=lp, run={"report": True, "account_block": 7})
+    data["scenarios"].update(underlyings=["BTC", "ETH"], corr=[[1, 0.8], [0.8, 1]],
+                             params={"mu": 0.0, "sigma": [0.6, 0.75]})
+    cfg, res, _ = _run(tmp_path, data)
+    got = pd.read_parquet(res.liquidation)
+    book = Book.from_files(files["instruments"], files["positions"], files["collateral"])
+    expect = liquidation_profile(
+        book, build_market(cfg), paths=profile_paths(cfg), path_assets=["BTC", "ETH"],
+        rules=LiquidationRules(maintenance={"BTC": 0.01, "ETH": 0.02}, insurance_fund=np.inf),
+        horizon_days=2.0, quantiles=(0.1, 0.9))
+    pd.testing.assert_frame_equal(got, expect, check_dtype=False)
+    assert 0 < got["p_liquidation"].max() < 1 and (got["p_margin_call"] >=
+                                                     got["p_liquidation"]).all()
+    data2 = json.loads(json.dumps(data))
+    data2["run"].update(account_block=40, output="out2", report=False)
+    _, res2, _ = _run(tmp_path, data2)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(res2.liquidation))
+    report = (res.folder / "report.md").read_text()
+    top = got.nlargest(1, "p_liquidation")["account_id"].iloc[0]
+    assert "## Liquidation risk" in report and f"| {top} |" in report
