@@ -33,7 +33,8 @@ Scenario shocks (:func:`shocked_vol`) move the whole surface of an underlying wi
 factors per scenario: the level :math:`L` (multiplicative, the scenario set's ``vol_shock``),
 the skew :math:`s` and the term slope :math:`\tau`:
 :math:`\sigma'(K, T) = \sigma(K, T)\, L\, \exp(s\,x + \tau\,y)` with the skew loading
-:math:`x = \mathrm{clip}(k/\sqrt{T}, -2, 2)` and the term loading
+:math:`x = 2\tanh(k / (2\sqrt{T}))` (about :math:`k/\sqrt T` near the money, bounded by
+2 in the wings, smooth so that it adds no kink to the smile) and the term loading
 :math:`y = \log(T/T_{\rm ref})` (``T`` floored at one day and capped at two years), both
 computed once per option from today's spot (sticky strike). :math:`s` is the change of
 :math:`d\log\sigma / d(k/\sqrt T)`; a 25-delta risk reversal at 60 % vol and 30 days has
@@ -45,6 +46,16 @@ driven as in :func:`marginlab.models.monte_carlo_scenarios`, with the documented
 :data:`DEFAULT_SKEW_VOL`, :data:`DEFAULT_SKEW_PRICE_CORR`, :data:`DEFAULT_TERM_VOL`,
 :data:`DEFAULT_TERM_LEVEL_CORR` (no option-chain history was available to calibrate them;
 see the constants).
+
+Shocked surfaces are not arbitrage-free by construction: ``check_arbitrage(shock=(level,
+skew, term))`` checks one. Measured on ``VolSurface.ssvi(0.6, rho=-0.3, eta=1, gamma=0.5,
+term_slope=-0.1)`` (expiries 1 day to 2 years, ``k`` in [-1.5, 1.5]): no violation for levels
+in [0.5, 1.25], ``|skew| <= 0.15`` (2.5 two-day standard deviations at the default skew vol)
+and ``|term| <= 0.06``; a put-skew steepening of -0.2 with the level up 25 % and larger
+joint moves (level x2 with ``|skew| >= 0.1``) break the butterfly condition in the wings
+(the shocked wings grow past Lee's moment bound). Margins are still computed on them (a
+scenario, not a quote); the check says how far the tail scenarios are from a consistent
+surface.
 
 Units: vols annualised decimals (0.6 is 60 %), expiries in years, strikes and spots in USD.
 """
@@ -70,7 +81,8 @@ __all__ = ["SVISlice", "VolSurface", "ArbitrageViolation", "shock_loadings", "sh
 T_REF = 30.0 / 365.0
 """Reference expiry (years): the 30 days of DVOL; the term loading is 0 there."""
 SKEW_CLIP = 2.0
-"""Bound of the skew loading ``k / sqrt(T)`` (keeps far wings' shocks finite)."""
+"""Bound ``c`` of the skew loading ``c tanh(k / (c sqrt(T)))`` (keeps far wings' shocks
+finite)."""
 _T_MIN = 1.0 / 365.0
 _T_MAX = 2.0
 DEFAULT_SKEW_VOL = 0.8
@@ -375,8 +387,9 @@ class VolSurface:
         return float(np.sqrt(self.total_variance(0.0, t) / t))
 
     # -- arbitrage
-    def check_arbitrage(self, k: Any = None, expiries: Any = None, *,
-                        tol: float = 1e-10) -> list[ArbitrageViolation]:
+    def check_arbitrage(self, k: Any = None, expiries: Any = None, *, tol: float = 1e-10,
+                        shock: tuple[float, float, float] | None = None
+                        ) -> list[ArbitrageViolation]:
         """Static-arbitrage violations on a grid (empty list: none found).
 
         Parameters
@@ -388,6 +401,9 @@ class VolSurface:
             (interpolated slices are checked too).
         tol : float
             Tolerance below zero of ``g`` and of the calendar differences.
+        shock : (level, skew, term), optional
+            Check the surface as a scenario moves it (module notes: vols x ``level x
+            exp(skew x + term y)``, rate 0), with exact derivatives of the shock factor.
         """
         kg = np.linspace(-1.5, 1.5, 401) if k is None else np.asarray(k, float)
         if expiries is None:
@@ -399,6 +415,8 @@ class VolSurface:
         prev = None
         for t in tg:
             w, w1, w2 = self.total_variance(kg, t, derivatives=True)
+            if shock is not None:
+                w, w1, w2 = _shock_w(kg, float(t), w, w1, w2, shock)
             with np.errstate(divide="ignore", invalid="ignore"):
                 g = (1.0 - kg * w1 / (2.0 * w)) ** 2 - w1**2 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0
             g = np.where(w > 0.0, g, -np.inf)
@@ -411,6 +429,20 @@ class VolSurface:
                                                   float(d[i])))
             prev = w
         return out
+
+
+def _shock_w(k, t, w, w1, w2, shock):
+    """Total variance and its k-derivatives times the squared shock factor ``f``."""
+    lev, sk, tm = (float(x) for x in shock)
+    tc = min(max(t, _T_MIN), _T_MAX)
+    c, rt = SKEW_CLIP, math.sqrt(tc)
+    th = np.tanh(k / (c * rt))
+    sech2 = 1.0 - th * th
+    x, x1, x2 = c * th, sech2 / rt, -2.0 * sech2 * th / (c * tc)
+    f = (lev * np.exp(sk * x + tm * math.log(tc / T_REF))) ** 2
+    f1 = f * 2.0 * sk * x1
+    f2 = f * ((2.0 * sk * x1) ** 2 + 2.0 * sk * x2)
+    return w * f, w1 * f + w * f1, w2 * f + 2.0 * w1 * f1 + w * f2
 
 
 def _read_chain(chain: Any) -> pd.DataFrame:
@@ -447,12 +479,12 @@ def _implied_vol(s, k, t, r, price, is_call) -> np.ndarray:
 # ----------------------------------------------------------------------------- shocks
 def shock_loadings(strike: Any, expiry: Any, spot: Any, rate: float = 0.0
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Skew and term loadings of options (module notes): ``clip(k / sqrt(T), -2, 2)`` and
+    """Skew and term loadings of options (module notes): ``2 tanh(k / (2 sqrt(T)))`` and
     ``log(T / T_REF)``, ``T`` clipped to [1 day, 2 years], ``k = log(K / (S e^{rT}))``."""
     kk, t, s = np.broadcast_arrays(*(np.asarray(x, float) for x in (strike, expiry, spot)))
     t = np.clip(t, _T_MIN, _T_MAX)
     k = np.log(kk / (s * np.exp(rate * t)))
-    return np.clip(k / np.sqrt(t), -SKEW_CLIP, SKEW_CLIP), np.log(t / T_REF)
+    return SKEW_CLIP * np.tanh(k / (SKEW_CLIP * np.sqrt(t))), np.log(t / T_REF)
 
 
 def shocked_vol(vol: Any, level: Any, skew: Any, term: Any, skew_loading: Any,
