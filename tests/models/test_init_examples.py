@@ -108,15 +108,28 @@ def test_init_writes_a_configuration_that_runs(tmp_path):
     assert (summary["total_im"] > 0).all()
 
 
+def _missing_inputs(cfg: dict, folder: Path) -> list[Path]:
+    """Price files a configuration reads that are absent (the shared market data)."""
+    out = []
+    for m in cfg["methods"]:
+        prices = m.get("params", {}).get("prices")
+        if prices is not None:
+            values = [prices] if isinstance(prices, str) else list(prices.values())
+            out += [folder / v for v in values if not (folder / v).is_file()]
+    return out
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.toml")))
 def test_example_configuration_runs(tmp_path, example):
-    """Oracle (CLI contract): each configuration of ``examples/`` runs as written through
-    ``marginlab run`` (exit 0, a positive IM for each of its methods)."""
-    src = tmp_path / "examples"
-    shutil.copytree(EXAMPLES, src, ignore=shutil.ignore_patterns("marginlab-output"))
-    cfg = tomllib.loads((src / example).read_text())
+    """Oracle (CLI contract): each configuration of ``examples/`` runs as written, in place,
+    through ``marginlab run`` (exit 0, a positive IM for each of its methods); an example
+    reading the shared market data is skipped when that data is absent."""
+    cfg = tomllib.loads((EXAMPLES / example).read_text())
+    missing = _missing_inputs(cfg, EXAMPLES)
+    if missing:
+        pytest.skip(f"input files absent: {missing[0]}")
     out = tmp_path / "out"
-    run = marginlab("run", str(src / example), "--output", str(out), "--quiet",
+    run = marginlab("run", str(EXAMPLES / example), "--output", str(out), "--quiet",
                     cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     summary = pd.read_csv(out / "summary.csv")
