@@ -38,8 +38,8 @@ the skew :math:`s` and the term slope :math:`\tau`:
 :math:`y = \log(T/T_{\rm ref})` (``T`` floored at one day and capped at two years), both
 computed once per option from today's spot (sticky strike). :math:`s` is the change of
 :math:`d\log\sigma / d(k/\sqrt T)`; a 25-delta risk reversal at 60 % vol and 30 days has
-loadings of about +0.43 (call) and -0.38 (put), so its vol spread moves by about
-:math:`0.49\,s` vol points per unit of :math:`\sigma`. The 30-day ATM vol moves only with
+loadings of about +0.45 (call) and -0.35 (put), so its vol spread (call minus put) moves
+by about :math:`0.8\,\sigma s`, i.e. :math:`0.48\,s` at 60 % vol. The 30-day ATM vol moves only with
 the level, so the level's dynamics are those of DVOL (a 30-day ATM index):
 :func:`calibrate_dvol` measures them on the shared data. The skew and term factors are
 driven as in :func:`marginlab.models.monte_carlo_scenarios`, with the documented defaults
@@ -87,9 +87,9 @@ _T_MIN = 1.0 / 365.0
 _T_MAX = 2.0
 DEFAULT_SKEW_VOL = 0.8
 """Annualised volatility of the skew factor ``s``: a daily standard deviation of 0.042,
-about 1.2 vol points of 30-day 25-delta risk reversal at 60 % vol (BTC risk reversals
-commonly move 1-2 vol points a day). An assumption, not a calibration: no option-chain
-history is in the shared data."""
+about 2 vol points of 30-day 25-delta risk reversal at 60 % vol (BTC risk reversals
+commonly move 1-2 vol points a day, more in sell-offs). An assumption, not a
+calibration: no option-chain history is in the shared data."""
 DEFAULT_SKEW_PRICE_CORR = 0.5
 """Correlation of the skew factor with the underlying's return: sell-offs steepen the put
 skew (``s`` falls), rallies bid calls."""

@@ -339,7 +339,7 @@ def _rr_closed_form(s_shock, market, skew_vol_change=None):
 def test_risk_reversal_responds_to_skew_shocks():
     """Oracle: closed form. On a grid of skew shocks at unchanged spot and level, the risk
     reversal's P&L is Black-Scholes at vol x exp(s x loading) for each leg (loadings about
-    +0.43 call, -0.38 put); a skew fall (puts bid) is a loss and the P&L is monotone
+    +0.45 call, -0.35 put); a skew fall (puts bid) is a loss and the P&L is monotone
     in the shock. Zero shock: the unit P&L of the grid without skew shocks, bit for bit."""
     book = option_book()
     shocks = [-0.3, -0.1, 0.0, 0.1, 0.3]
