@@ -124,13 +124,14 @@ class OrdersMixin:
             if p is None:
                 p = self._mark_price(r)
             acc = str(account)
-            i = self._acc_index.get(acc)
-            if i is None:
-                i = self._new_account(acc)
-            z = np.zeros(1)
-            self._splice(i, np.array([r], np.int64), z, z, z, z)  # the holding, if missing
-            oid = self._register(acc, r, s, q, float(p))
-            return oid, self._reprice([i])
+            with self._atomic([acc]):
+                i = self._acc_index.get(acc)
+                if i is None:
+                    i = self._new_account(acc)
+                z = np.zeros(1)
+                self._splice(i, np.array([r], np.int64), z, z, z, z)  # the holding if missing
+                oid = self._register(acc, r, s, q, float(p))
+                return oid, self._reprice([i])
 
     def cancel_order(self, order_id: int) -> tuple[MarginEvent, ...]:
         """Cancel a resting order (KeyError for an unknown id); returns the events raised."""
@@ -143,34 +144,36 @@ class OrdersMixin:
             if o is None:
                 raise KeyError(f"unknown order_id {order_id!r}")
             acc, row, side, qty, _ = o
-            i = self._acc_index[acc]
-            p = self._holding_pos(i, row)
-            del self._orders[oid]
-            self._n_ord[i] -= 1
-            # Re-sum the remaining fills of this holding in placement order (as the batch
-            # sums the orders table), so cancelling leaves no rounding residue.
-            fb = fs = 0.0
-            for a, rr, sd, qq, _ in self._orders.values():
-                if a == acc and rr == row:
-                    if sd == "buy":
-                        fb += qq
-                    else:
-                        fs -= qq
-            self._fb[p], self._fs[p] = fb, fs
-            return self._reprice([i])
+            with self._atomic([acc]):
+                i = self._acc_index[acc]
+                p = self._holding_pos(i, row)
+                del self._orders[oid]
+                self._n_ord[i] -= 1
+                # Re-sum the remaining fills of this holding in placement order (as the batch
+                # sums the orders table), so cancelling leaves no rounding residue.
+                fb = fs = 0.0
+                for a, rr, sd, qq, _ in self._orders.values():
+                    if a == acc and rr == row:
+                        if sd == "buy":
+                            fb += qq
+                        else:
+                            fs -= qq
+                self._fb[p], self._fs[p] = fb, fs
+                return self._reprice([i])
 
     def cancel_orders(self, account: Any) -> tuple[MarginEvent, ...]:
         """Cancel every resting order of ``account``; returns the events raised."""
         with self._lock:
             i = self._account(account)
             acc = self._account_ids[i]
-            for oid in [k for k, o in self._orders.items() if o[0] == acc]:
-                del self._orders[oid]
-            lo, hi = self._indptr[i], self._indptr[i + 1]
-            self._fb[lo:hi] = 0.0
-            self._fs[lo:hi] = 0.0
-            self._n_ord[i] = 0
-            return self._reprice([i])
+            with self._atomic([acc]):
+                for oid in [k for k, o in self._orders.items() if o[0] == acc]:
+                    del self._orders[oid]
+                lo, hi = self._indptr[i], self._indptr[i + 1]
+                self._fb[lo:hi] = 0.0
+                self._fs[lo:hi] = 0.0
+                self._n_ord[i] = 0
+                return self._reprice([i])
 
     # ------------------------------------------------------------------ scenario risk
     def _side_csr(self, acc: np.ndarray, extra: tuple[np.ndarray, np.ndarray] | None = None

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -69,6 +70,7 @@ from ..scenarios import MarketState, ScenarioSet
 from ._marks import MarksMixin
 from ._method import MethodMixin
 from ._orders import OrdersMixin
+from ._reading import ReadingMixin
 from ._scenario import ScenarioMixin
 from .records import (
     _STATUS,
@@ -87,6 +89,8 @@ from .records import (
 __all__ = ["MarginEngine", "MarginEvent", "MarketUpdate", "RemarginPolicy", "WhatIf"]
 
 _RISK_KEYS = ("var", "var_lo", "var_hi", "var_se", "es", "es_se", "es_lo", "es_hi")
+_STATE_ARRAYS = ("_indptr", "_rows", "_qty", "_a", "_b", "_c", "_fb", "_fs", "_alloc", "_x_ref",
+                 "_mb", "_m", "_im", "_mm", "_m_ref", "_exact_tick", "_status", "_mmr", "_n_ord")
 
 
 def is_scenario_method(method: Any) -> bool:
@@ -96,7 +100,7 @@ def is_scenario_method(method: Any) -> bool:
 
 
 # ============================================================================ the engine
-class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
+class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin, ReadingMixin):
     """A book kept hot for what-if margin, live re-marking and margin events.
 
     Parameters
@@ -426,50 +430,6 @@ class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
             raise KeyError(f"unknown account_id {account!r}")
         return i
 
-    def margin(self, account: Any) -> dict[str, Any]:
-        """Current margin of one account (USD): ``im``, ``mm``, ``margin_balance``,
-        ``excess``, ``margin_ratio``, ``status``, the risk numbers of its last exact
-        re-margin and ``exact`` (whether no tick has moved it since)."""
-        with self._lock:
-            i = self._account(account)
-            mb = float(self._mb[i])
-            mm = float(self._mm[i])
-            out = {"account_id": self._account_ids[i], "im": float(self._im[i]), "mm": mm,
-                   "margin_balance": mb, "excess": mb - float(self._im[i]),
-                   "margin_ratio": mm / mb if mb > 0 else float("inf"),
-                   "status": _STATUS[self._status[i]],
-                   "exact": bool(self._m[i] == self._m_ref[i]),
-                   "exact_tick": int(self._exact_tick[i])}
-            for k, v in self._stats.items():
-                out[k] = float(v[i])
-            return out
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per account: IM, MM, margin balance, excess, margin ratio, status and the
-        risk numbers of the last exact re-margin."""
-        with self._lock:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(self._mb > 0, self._mm / np.where(self._mb > 0, self._mb, 1.0),
-                                 np.inf)
-            cols = {"account_id": self.account_ids, "im": self._im.copy(),
-                    "mm": self._mm.copy(), "margin_balance": self._mb.copy(),
-                    "excess": self._mb - self._im, "margin_ratio": ratio,
-                    "status": np.asarray(_STATUS, dtype=object)[self._status]}
-            for k, v in self._stats.items():
-                cols[k] = v.copy()
-            return pd.DataFrame(cols)
-
-    def allocation(self, account: Any) -> pd.DataFrame:
-        """The account's holdings: row name, quantity and Euler contribution to the measure
-        at its last exact re-margin (summing to the measure)."""
-        with self._lock:
-            i = self._account(account)
-            lo, hi = self._indptr[i], self._indptr[i + 1]
-            names = np.concatenate([self._inst_ids, np.asarray(self._assets, dtype=str)])
-            return pd.DataFrame({"holding": names[self._rows[lo:hi]],
-                                 "quantity": self._qty[lo:hi],
-                                 f"{self.measure}_contribution": self._alloc[lo:hi]})
-
     # ------------------------------------------------------------------ what-if
     @staticmethod
     def _pair_dict(d: dict[str, float], mb: float) -> dict[str, float]:
@@ -528,6 +488,44 @@ class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
                           out["alloc_var"][0, 1:].copy(), out["alloc_es"][0, 1:].copy())
 
     # ------------------------------------------------------------------ writes
+    @contextmanager
+    def _atomic(self, accounts: Sequence[str]) -> Iterator[None]:
+        """Undo every change of the block if it raises. Only a non-scenario method can fail
+        after validation (its ``compute`` may refuse a position, e.g. beyond the last
+        bracket), so only then is the state saved (a copy of the per-holding and per-account
+        arrays: small beside the method's own cost)."""
+        if self._scenario_mode:
+            yield
+            return
+        arrays = {k: getattr(self, k).copy() for k in _STATE_ARRAYS}
+        stats = {k: v.copy() for k, v in self._stats.items()}
+        ids, idx = list(self._account_ids), dict(self._acc_index)
+        pos_len = {a: len(self._pos_acc[a]) for a in accounts if a in self._pos_acc}
+        coll_acc = {a: list(self._coll_acc[a]) for a in accounts if a in self._coll_acc}
+        dicts = (dict(self._coll_amount), dict(self._haircut), dict(self._orders))
+        n_log, next_oid = len(self._pos_log), self._next_oid
+        try:
+            yield
+        except BaseException:
+            for k, v in arrays.items():
+                setattr(self, k, v)
+            self._stats = stats
+            self._account_ids, self._acc_index = ids, idx
+            for a in accounts:
+                if a in pos_len:
+                    del self._pos_acc[a][pos_len[a]:]
+                else:
+                    self._pos_acc.pop(a, None)
+                if a in coll_acc:
+                    self._coll_acc[a] = coll_acc[a]
+                else:
+                    self._coll_acc.pop(a, None)
+            self._coll_amount, self._haircut, self._orders = dicts
+            del self._pos_log[n_log:]
+            self._next_oid = next_oid
+            self._cache.clear()
+            raise
+
     def _new_account(self, account: str) -> int:
         i = len(self._account_ids)
         self._account_ids.append(account)
@@ -592,26 +590,31 @@ class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
             parsed = self._parse_trades(frame)
             for acc, t in zip(frame["account_id"].astype(str).tolist(), parsed, strict=True):
                 per_acc.setdefault(acc, []).append(t)
-            pos_rows = []
-            touched = []
-            for acc, ts in per_acc.items():
-                i = self._acc_index.get(acc)
-                if i is None:
-                    i = self._new_account(acc)
-                rows = np.array([t[0] for t in ts], np.int64)
-                q = np.array([t[1] for t in ts])
-                p = np.array([self._mark_price(t[0]) if t[2] is None else t[2] for t in ts])
-                a, b, c = _coefficients(self._types[rows], self._mult[rows], self._face[rows],
-                                        q, p)
-                self._splice(i, rows, q, a, b, c)
-                touched.append(i)
-                new_rows = [(acc, str(self._inst_ids[r]), float(qq), float(pp))
-                            for r, qq, pp in zip(rows, q, p, strict=True)]
-                pos_rows += new_rows
-                self._pos_acc.setdefault(acc, []).extend(t[1:] for t in new_rows)
-            self._pos_log.append(pd.DataFrame(pos_rows, columns=["account_id", "instrument_id",
-                                                                 "quantity", "entry_price"]))
-            return self._reprice(touched)
+            with self._atomic(list(per_acc)):
+                return self._apply(per_acc)
+
+    def _apply(self, per_acc: dict[str, list]) -> tuple[MarginEvent, ...]:
+        """Splice the validated trades into the book and re-margin the touched accounts."""
+        pos_rows = []
+        touched = []
+        for acc, ts in per_acc.items():
+            i = self._acc_index.get(acc)
+            if i is None:
+                i = self._new_account(acc)
+            rows = np.array([t[0] for t in ts], np.int64)
+            q = np.array([t[1] for t in ts])
+            p = np.array([self._mark_price(t[0]) if t[2] is None else t[2] for t in ts])
+            a, b, c = _coefficients(self._types[rows], self._mult[rows], self._face[rows],
+                                    q, p)
+            self._splice(i, rows, q, a, b, c)
+            touched.append(i)
+            new_rows = [(acc, str(self._inst_ids[r]), float(qq), float(pp))
+                        for r, qq, pp in zip(rows, q, p, strict=True)]
+            pos_rows += new_rows
+            self._pos_acc.setdefault(acc, []).extend(t[1:] for t in new_rows)
+        self._pos_log.append(pd.DataFrame(pos_rows, columns=["account_id", "instrument_id",
+                                                             "quantity", "entry_price"]))
+        return self._reprice(touched)
 
     def deposit(self, account: Any, asset: str, amount: float, *,
                 haircut: float | None = None) -> tuple[MarginEvent, ...]:
@@ -655,18 +658,19 @@ class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin):
                 if mb_after < self._im[i]:
                     raise ValueError(f"withdrawal refused: {acc!r} margin balance would be "
                                      f"{mb_after:,.2f} USD, below its IM {self._im[i]:,.2f}")
-            i = self._acc_index.get(acc)
-            if i is None:
-                i = self._new_account(acc)
-            row = np.array([self._n_inst + k], np.int64)
-            dq = np.array([sign * amount])
-            z = np.zeros(1)
-            self._splice(i, row, dq, z, dq * (1.0 - h), z)
-            if key not in self._coll_amount:
-                self._coll_acc.setdefault(acc, []).append(a_name)
-            self._coll_amount[key] = held + sign * amount
-            self._haircut[key] = h
-            return self._reprice([i])
+            with self._atomic([acc]):
+                i = self._acc_index.get(acc)
+                if i is None:
+                    i = self._new_account(acc)
+                row = np.array([self._n_inst + k], np.int64)
+                dq = np.array([sign * amount])
+                z = np.zeros(1)
+                self._splice(i, row, dq, z, dq * (1.0 - h), z)
+                if key not in self._coll_amount:
+                    self._coll_acc.setdefault(acc, []).append(a_name)
+                self._coll_amount[key] = held + sign * amount
+                self._haircut[key] = h
+                return self._reprice([i])
 
     def close_out(self, account: Any) -> tuple[float, tuple[MarginEvent, ...]]:
         """Close every position of ``account`` at the current marks (a liquidation without

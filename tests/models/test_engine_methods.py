@@ -129,6 +129,36 @@ def test_tiered_engine_equals_batch():
     _check_equal(eng, after)
 
 
+def test_method_refusal_leaves_engine_unchanged():
+    """Contract: a trade the method refuses (TieredMargin: a position beyond the last bracket
+    raises) changes nothing: the frame, the book and later batch equality (oracle:
+    TieredMargin.compute on the unchanged book) are as before."""
+    inst = pd.DataFrame({"instrument_id": ["BTCUSDT"], "type": ["linear_perp"],
+                         "underlying": ["BTC"]})
+    pos = pd.DataFrame({"account_id": ["a", "b"], "instrument_id": "BTCUSDT",
+                        "quantity": [1.0, -3.0], "entry_price": [40_000.0, 41_000.0]})
+    col = pd.DataFrame({"account_id": ["a", "b"], "asset": "USDT", "amount": [5e4, 1e4]})
+    book = Book.from_frames(inst, pos, col)
+    market = MarketState(spot={"BTC": 42_000.0})
+    tm = TieredMargin({"BTC": binance_btcusdt_2021()})
+    with pytest.raises(ValueError):
+        tm.compute(_with_trade(book, "z", "BTCUSDT", 1e6, 42_000.0), market)
+    eng = MarginEngine(book, market, tm)
+    before = eng.to_frame()
+    for bad in ([{"account_id": "a", "instrument_id": "BTCUSDT", "quantity": 1e6}],
+                [{"account_id": "z", "instrument_id": "BTCUSDT", "quantity": 1e6}]):
+        with pytest.raises(ValueError):
+            eng.apply(bad)
+        pd.testing.assert_frame_equal(eng.to_frame(), before)
+        assert len(eng.book.positions) == 2
+    with pytest.raises(ValueError):
+        eng.place_order("a", "BTCUSDT", "buy", 1e6)
+    assert len(eng.orders) == 0
+    pd.testing.assert_frame_equal(eng.to_frame(), before)
+    eng.apply([{"account_id": "b", "instrument_id": "BTCUSDT", "quantity": 1.0}])
+    _check_equal(eng, tm.compute(_with_trade(book, "b", "BTCUSDT", 1.0, 42_000.0), market))
+
+
 # ------------------------------------------------------------------ orders
 def _order_book() -> tuple[Book, MarketState]:
     inst = pd.DataFrame({"instrument_id": ["BTC-PERP", "ETH-PERP"],
