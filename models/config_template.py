@@ -218,6 +218,7 @@ def _method_block(mtype: str, example: Mapping[str, Any], active: bool) -> list[
     lines += _field_lines(schema, "methods", example["fields"], skip=("type", "params"),
                           commented=not active)
     pmodel = schema.model_fields["params"].annotation
+    assert isinstance(pmodel, type) and issubclass(pmodel, BaseModel), pmodel
     lines.append(f"## params of {mtype}:")
     lines.append(f"{lead}[methods.params]")
     lines += _field_lines(pmodel, f"{mtype}.params", example["params"], commented=not active)
