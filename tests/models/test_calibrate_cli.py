@@ -136,3 +136,46 @@ def test_calibrate_shared_data_snippet_is_accepted(tmp_path):
     assert cfg.scenarios.underlyings == ["BTC", "ETH"]
     model = build_model(cfg)
     assert list(model.sigma2_0) == tomllib.loads(text)["scenarios"]["params"]["sigma2_0"]
+
+
+@pytest.mark.parametrize("model", ["gbm", "ewma", "merton", "garch"])
+def test_written_sections_build_the_fitted_model(tmp_path, model):
+    """Oracle (exact round trip): the [market]/[scenarios] TOML of a joint fit, read back
+    and validated as a configuration, builds a model of the same class whose every written
+    parameter and correlation equal the fitted model's bit for bit; market.vol is the
+    fitted annualised volatility (positive)."""
+    import warnings
+
+    from marginlab.models import _toml
+    from marginlab.models.calibration.export import market_section, scenarios_section
+    from marginlab.models.config import config_from_dict
+
+    hist = read_many(_prices(tmp_path, n=400))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit(hist, model=model)
+    data = {"book": {"synthetic_accounts": 10},
+            "market": market_section({"BTC": 1.0, "ETH": 1.0, "SOL": 1.0}, res),
+            "scenarios": scenarios_section(res, n_scenarios=500),
+            "methods": [{"type": "monte_carlo"}]}
+    cfg = config_from_dict(tomllib.loads(_toml.dumps(data)), tmp_path)
+    built = build_model(cfg)
+    assert type(built) is type(res.model)
+    for k, v in cfg.scenarios.params.items():
+        if k != "dist":
+            np.testing.assert_array_equal(getattr(built, k), getattr(res.model, k), err_msg=k)
+            np.testing.assert_array_equal(np.ravel(v), np.ravel(getattr(res.model, k)))
+    np.testing.assert_array_equal(built.corr, res.model.corr)
+    assert all(v > 0 for v in cfg.market.vol.values())
+
+
+def test_fhs_is_refused_for_a_configuration():
+    """Oracle (documented limit): bootstrapped residuals have no configuration form, so
+    exporting an FHS model raises ValueError naming fhs and the alternatives."""
+    from marginlab.models import GARCH, Bootstrap
+
+    rng = np.random.default_rng(0)
+    model = GARCH(omega=1e-5, alpha=0.05, beta=0.9, sigma2_0=1e-4,
+                  dist=Bootstrap(rng.standard_normal((50, 1))))
+    with pytest.raises(ValueError, match="fhs.*garch.*historical"):
+        scenario_params(model)
