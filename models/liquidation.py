@@ -11,8 +11,11 @@ gives them meaning: book conversion, validation, result tables and plots.
 
 Scope and simplifications (all documented on the functions):
 
-* Instruments: ``linear_perp``, ``linear_future``, ``inverse_perp``, ``inverse_future``.
-  Options and spot holdings are not simulated (a ``ValueError`` names them); dated futures
+* Instruments: ``linear_perp``, ``linear_future``, ``inverse_perp``, ``inverse_future``, and
+  ``option`` / ``inverse_option`` (general path: revalued with Black-Scholes at every step at
+  the market's implied vol, margined, settled at expiry, closed at model value on
+  liquidation; see :mod:`marginlab.models.liquidation_options`). Spot holdings are not
+  simulated (a ``ValueError`` names them); dated futures
   must expire after the horizon and are treated like perpetuals (no basis); funding payments
   over the horizon are ignored.
 * Positions are netted per account and instrument (one-way mode); collateral in stablecoins
@@ -58,9 +61,10 @@ from marginlab.simulate import es as risk_es
 from marginlab.simulate import simulate_paths
 from marginlab.simulate import var as risk_var
 
+from . import liquidation_options as _lo
 from ._validate import check_real
 from ._warn import warn as _warn
-from .book import INVERSE_TYPES, STABLECOINS, Book
+from .book import INVERSE_TYPES, OPTION_TYPES, STABLECOINS, Book
 from .margin.brackets import BracketTable
 from .scenarios import MarketState
 
@@ -238,6 +242,12 @@ class LiquidationRules:
         ``topup_target`` x maintenance margin (the call is then cured).
     topup_target : float, default 2.0
         Margin balance / maintenance margin after a top-up, >= 1.
+    option_min_delta : float, default 0.1
+        Options: a short option's maintenance margin is its instrument's maintenance rule on
+        the delta-equivalent notional ``|q| S max(|delta|, option_min_delta)``, in [0, 1].
+    option_remargin_every : int, default 1
+        Options: steps between recomputations of the option margin (a risk-based or grid
+        method run at an interval), >= 1; option values are revalued every step.
 
     Notes
     -----
@@ -255,6 +265,8 @@ class LiquidationRules:
     grace_period: int | None = None
     topup_probability: float = 0.0
     topup_target: float = 2.0
+    option_min_delta: float = 0.1
+    option_remargin_every: int = 1
 
     def __post_init__(self) -> None:
         sets = object.__setattr__
@@ -293,6 +305,12 @@ class LiquidationRules:
         sets(self, "topup_probability", check_real("topup_probability", self.topup_probability,
                                                    low=0.0, high=1.0))
         sets(self, "topup_target", check_real("topup_target", self.topup_target, low=1.0))
+        sets(self, "option_min_delta", check_real("option_min_delta", self.option_min_delta,
+                                                  low=0.0, high=1.0))
+        ev = self.option_remargin_every
+        if isinstance(ev, (bool, np.bool_)) or not isinstance(ev, numbers.Integral) or ev < 1:
+            raise ValueError(f"option_remargin_every must be an int >= 1 (steps), got {ev!r}")
+        sets(self, "option_remargin_every", int(ev))
 
     @property
     def needs_general_path(self) -> bool:
@@ -346,6 +364,7 @@ class _Converted:
     keep: np.ndarray  # account rows of the book that are simulated
     method: str
     why_general: str
+    options: Any = None  # K.OptionPositions of the kept accounts, or None
 
 
 def _tables_for(book: Book, rules: LiquidationRules) -> tuple[K.MarginTables, np.ndarray]:
@@ -359,7 +378,7 @@ def _tables_for(book: Book, rules: LiquidationRules) -> tuple[K.MarginTables, np
             rows.append(-1)
             continue
         spec = rules.maintenance[key]
-        inverse = typ in INVERSE_TYPES
+        inverse = typ in INVERSE_TYPES or typ == "inverse_option"
         if isinstance(spec, BracketTable):
             if spec.inverse != inverse:
                 raise ValueError(
@@ -391,14 +410,14 @@ def _convert(book: Book, market: MarketState, rules: LiquidationRules, horizon: 
              method: str) -> _Converted:
     inst = book.instruments
     types = inst["type"].to_numpy(str)
-    bad = ~np.isin(types, _SIMULATED_TYPES)
+    bad = ~np.isin(types, _SIMULATED_TYPES + OPTION_TYPES)
     used = np.zeros(book.n_instruments, bool)
     used[np.unique(book.position_instrument)] = True
     if np.any(bad & used):
         k = int(np.flatnonzero(bad & used)[0])
         raise ValueError(
             f"instrument {inst['instrument_id'].iloc[k]!r} has type {str(types[k])!r}: the cascade "
-            f"simulates {', '.join(_SIMULATED_TYPES)} only (options and spot holdings are "
+            f"simulates {', '.join(_SIMULATED_TYPES + OPTION_TYPES)} only (spot holdings are "
             f"excluded; drop or hedge them out of the book first)")
     expiry = inst["expiry"].to_numpy(float)
     dated = used & np.isin(types, ("linear_future", "inverse_future")) & (expiry <= horizon)
@@ -448,7 +467,11 @@ def _convert(book: Book, market: MarketState, rules: LiquidationRules, horizon: 
     resid = np.where(ok, 0.0, np.where(inv_of, face[ins_of] * (inv_cost - qn / s0_of),
                                        qn * s0_of - lin_cost))
     ent = np.where(ok, ent, s0_of)
-    live = qn != 0.0
+    prem_usd, prem_coin = _lo.option_premiums(book, ins_of, lin_cost)
+    is_opt = np.isin(types[ins_of], OPTION_TYPES)
+    resid = np.where(is_opt, 0.0, resid)
+    live_opt = (qn != 0.0) & is_opt
+    live = (qn != 0.0) & ~is_opt
 
     n_acc = book.n_accounts
     n_a = len(assets)
@@ -468,7 +491,10 @@ def _convert(book: Book, market: MarketState, rules: LiquidationRules, horizon: 
         cc = np.array([col[a] for a in names[~stable]], dtype=np.int64)
         np.add.at(bal, (ca[~stable], cc), amt[~stable])
         np.add.at(bal_w, (ca[~stable], cc), kept[~stable])
-    lin_resid = np.where(inv_of, 0.0, resid)
+    lin_resid = np.where(inv_of, 0.0, resid) - prem_usd  # option premiums paid (received)
+    oc = np.flatnonzero(prem_coin != 0.0)
+    np.add.at(bal, (acc_of[oc], pos_asset_all[oc]), -prem_coin[oc])
+    np.add.at(bal_w, (acc_of[oc], pos_asset_all[oc]), -prem_coin[oc])
     usd += np.bincount(acc_of, weights=lin_resid, minlength=n_acc)
     usd_w += np.bincount(acc_of, weights=lin_resid, minlength=n_acc)
     inv_resid = np.flatnonzero(inv_of & (resid != 0.0))
@@ -480,13 +506,16 @@ def _convert(book: Book, market: MarketState, rules: LiquidationRules, horizon: 
     w_usd = np.clip(np.nan_to_num(w_usd, nan=1.0), 1e-12, 1.0)
     w_bal = np.clip(np.nan_to_num(w_bal, nan=1.0), 1e-12, 1.0)
 
-    n_pos_acc = np.bincount(acc_of[live], minlength=n_acc)
+    n_pos_acc = np.bincount(acc_of[live | live_opt], minlength=n_acc)
     keep = np.flatnonzero(n_pos_acc > 0)  # accounts without positions cannot be liquidated
     coins_held = (bal != 0.0)
     # fast-path eligibility: one position, coins only in that position's underlying
     why = ""
     if rules.needs_general_path:
         why = "the rules use partial liquidation, a grace period or top-ups"
+    elif np.any(live_opt):
+        why = (f"account {book.account_ids[acc_of[np.flatnonzero(live_opt)[0]]]!r} holds "
+               "options (revalued along the paths by the general path)")
     elif np.any(n_pos_acc[keep] > 1):
         k = keep[int(np.flatnonzero(n_pos_acc[keep] > 1)[0])]
         why = f"account {book.account_ids[k]!r} holds {n_pos_acc[k]} positions"
@@ -525,7 +554,11 @@ def _convert(book: Book, market: MarketState, rules: LiquidationRules, horizon: 
             pos_q=qn[lr], pos_entry=ent[lr], pos_face=face[ins_of[lr]],
             pos_table=inst_tab[ins_of[lr]], usd=usd[keep], w_usd=w_usd[keep],
             bal=bal[keep].reshape(keep.size, n_a), w_bal=w_bal[keep].reshape(keep.size, n_a))
-    return _Converted(accounts, tables, assets, traded, s0, keep, method, why)
+    options = None
+    if np.any(live_opt):
+        options = _lo.option_positions(book, market, np.flatnonzero(live_opt), qn,
+                                       remap[acc_of], ins_of, inst_col, inst_tab)
+    return _Converted(accounts, tables, assets, traded, s0, keep, method, why, options)
 
 
 def _to_cross(acc: K.SingleAccounts, n_a: int, order: np.ndarray) -> K.CrossAccounts:
@@ -983,6 +1016,11 @@ def simulate_liquidations(
     edges = np.linspace(-0.4, 0.4, 81) if level_edges is None else np.asarray(level_edges, float)
     accounts = conv.accounts
     mb, mm, eq = K.margin_state(accounts, conv.tables, conv.s0)
+    orules = None if conv.options is None else _lo.option_rules(rules, dt)
+    if conv.options is not None:  # option values (mark-to-model) and short-option margin
+        ov, omm = _lo.initial_option_margin(conv.options, orules, conv.tables, conv.s0,
+                                            mb.size, n_paths, n_steps)
+        mb, mm, eq = mb + ov, mm + omm, eq + ov
     ids = book.account_ids[conv.keep]
     bad = mb < rules.liquidation_fraction * mm
     if np.any(bad):
@@ -1020,7 +1058,8 @@ def simulate_liquidations(
 
     def run(imp: K.ImpactParams) -> K.CascadeArrays:
         raw = K.simulate_cascade(paths, accounts, conv.tables, imp, krules,
-                                 level_edges=edges, record=record, seed=seed, track=idx)
+                                 level_edges=edges, record=record, seed=seed, track=idx,
+                                 options=conv.options, option_rules=orules)
         if perm is not None:
             counts = np.empty_like(raw.counts)
             counts[:, perm] = raw.counts

@@ -337,9 +337,15 @@ def _reference_by_account(book: Book, conv) -> dict[str, str]:
     acc = conv.accounts
     if isinstance(acc, K.SingleAccounts):
         a = np.asarray(acc.asset)
-    else:
+    else:  # the first linear position, or the first option of an account with options only
         start = np.asarray(acc.start)
-        a = np.asarray(acc.pos_asset)[start[:-1]]
+        a = np.full(start.size - 1, -1, np.int64)
+        has_pos = start[:-1] < start[1:]
+        a[has_pos] = np.asarray(acc.pos_asset)[start[:-1][has_pos]]
+        if conv.options is not None:
+            holders, first = np.unique(np.asarray(conv.options.account), return_index=True)
+            fill = a[holders] < 0
+            a[holders[fill]] = np.asarray(conv.options.asset)[first[fill]]
     names = np.asarray(conv.assets, dtype=object)[a]
     return {str(i): str(n) for i, n in zip(ids, names, strict=True)}
 

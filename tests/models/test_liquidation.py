@@ -299,8 +299,12 @@ def test_errors_name_the_problem():
     model = GBM(mu=0.0, sigma=0.6)
     opt = pd.DataFrame({"instrument_id": ["C"], "type": ["option"], "underlying": ["BTC"],
                         "strike": [60_000.0], "expiry": [0.1], "option_type": ["call"]})
-    with pytest.raises(ValueError, match=r"instrument 'C' has type 'option'.*excluded"):
+    with pytest.raises(ValueError, match=r"option 'C' needs the implied vol of 'BTC'"):
         simulate_liquidations(_book([("a", "C", 1.0, 100.0)], [], instruments=opt), market,
+                              model, rules=rules, n_paths=4)
+    spot = pd.DataFrame({"instrument_id": ["S"], "type": ["spot"], "underlying": ["BTC"]})
+    with pytest.raises(ValueError, match=r"instrument 'S' has type 'spot'.*excluded"):
+        simulate_liquidations(_book([("a", "S", 1.0, 60_000.0)], [], instruments=spot), market,
                               model, rules=rules, n_paths=4)
     fut = pd.DataFrame({"instrument_id": ["F"], "type": ["linear_future"],
                         "underlying": ["BTC"], "expiry": [1.0 / 365.0]})
