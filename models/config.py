@@ -99,12 +99,45 @@ class BookSection(_Strict):
     orders: str | None = None
 
 
+class FlatSurface(_Strict):
+    """``kind = "flat"``: one implied vol (decimal) for every strike and expiry."""
+
+    kind: Literal["flat"]
+    level: float = Field(gt=0.0, le=20.0)
+
+
+class SSVISurface(_Strict):
+    """``kind = "ssvi"``: :meth:`~marginlab.models.vol_surface.VolSurface.ssvi` (ATM level at
+    30 days, skew ``rho``, curvature ``eta``/``gamma``, ``term_slope``)."""
+
+    kind: Literal["ssvi"]
+    level: float = Field(gt=0.0, le=20.0)
+    rho: float = Field(0.0, gt=-1.0, lt=1.0)
+    eta: float = Field(0.5, gt=0.0, le=10.0)
+    gamma: float = Field(0.5, gt=0.0, le=0.5)
+    term_slope: float = Field(0.0, ge=-5.0, le=5.0)
+
+
+class ChainSurface(_Strict):
+    """``kind = "chain"``: raw SVI per expiry fitted to an option chain file (CSV/Parquet:
+    ``expiry`` in years, ``strike``, ``implied_vol`` or ``price`` + ``option_type``) quoted
+    against ``[market].spot``."""
+
+    kind: Literal["chain"]
+    file: str = Field(min_length=1)
+
+
+SurfaceSpec = Annotated[FlatSurface | SSVISurface | ChainSurface, Field(discriminator="kind")]
+
+
 class MarketSection(_Strict):
-    """``[market]``: spot prices (USD), implied vols (decimal, annualised), rate."""
+    """``[market]``: spot prices (USD), implied vols (decimal, annualised), rate, and optional
+    implied-vol surfaces per underlying (options then take their strike's and expiry's vol)."""
 
     spot: dict[str, float]
     vol: dict[str, float] = {}
     rate: float = Field(0.0, ge=-1.0, le=1.0)
+    surfaces: dict[str, SurfaceSpec] = {}
 
     @field_validator("spot")
     @classmethod
@@ -137,6 +170,10 @@ class ScenarioSection(_Strict):
     horizon_days: float = Field(2.0, gt=0, le=LIMITS["horizon_days"], allow_inf_nan=False)
     vol_of_vol: float = Field(0.0, ge=0, le=10.0)
     vol_price_corr: float = Field(-0.5, ge=-1, le=1)
+    skew_vol: float = Field(0.0, ge=0, le=10.0)
+    skew_price_corr: float = Field(0.5, ge=-1, le=1)
+    term_vol: float = Field(0.0, ge=0, le=10.0)
+    term_level_corr: float = Field(-0.6, ge=-1, le=1)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -163,6 +200,7 @@ class HistoricalParams(_Strict):
     """
 
     prices: str | dict[str, str]
+    implied_vol: str | None = None
     lookback_days: int | None = Field(365, ge=2, le=100_000)
     filtered: bool = False
     ewma_lambda: float = Field(0.94, gt=0.0, lt=1.0)
@@ -404,7 +442,12 @@ class RunConfig(_Strict):
             v = getattr(self.book, key)
             if v is not None:
                 out[f"book.{key}"] = self.path(v)
+        for u, spec in self.market.surfaces.items():
+            if isinstance(spec, ChainSurface):
+                out[f"market.surfaces.{u}.file"] = self.path(spec.file)
         for i, m in enumerate(self.methods):
+            if isinstance(m, HistoricalMethod) and m.params.implied_vol is not None:
+                out[f"methods[{i}].params.implied_vol"] = self.path(m.params.implied_vol)
             if isinstance(m, HistoricalMethod):
                 p = m.params.prices
                 if isinstance(p, str):

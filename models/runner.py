@@ -102,8 +102,30 @@ class RunOutputs:
 
 # ----------------------------------------------------------------------------- building
 def build_market(cfg: RunConfig) -> MarketState:
-    """The market snapshot of the config."""
-    return MarketState(spot=cfg.market.spot, vol=cfg.market.vol, rate=cfg.market.rate)
+    """The market snapshot of the config (surfaces built, chain files fitted)."""
+    from .config import ChainSurface, FlatSurface
+    from .vol_surface import VolSurface
+
+    mk = cfg.market
+    spot = {k.upper(): v for k, v in mk.spot.items()}
+    surfaces = {}
+    for u, spec in mk.surfaces.items():
+        try:
+            if isinstance(spec, FlatSurface):
+                surfaces[u.upper()] = VolSurface.flat(spec.level)
+            elif isinstance(spec, ChainSurface):
+                if u.upper() not in spot:
+                    raise ValueError(f"no market.spot price for {u}")
+                surfaces[u.upper()] = VolSurface.from_chain(cfg.path(spec.file), spot[u.upper()],
+                                                            rate=mk.rate)
+            else:
+                surfaces[u.upper()] = VolSurface.ssvi(spec.level, rho=spec.rho, eta=spec.eta,
+                                                      gamma=spec.gamma,
+                                                      term_slope=spec.term_slope)
+        except (TypeError, ValueError, KeyError, OSError) as exc:
+            msg = str(exc).replace("\n", " ")
+            raise ValueError(f"{cfg.source}: market.surfaces.{u}: {msg}") from None
+    return MarketState(spot=mk.spot, vol=mk.vol, rate=mk.rate, surfaces=surfaces)
 
 
 def build_model(cfg: RunConfig) -> Any:
@@ -152,10 +174,15 @@ def build_methods(cfg: RunConfig) -> list[Any]:
                     model, sc.underlyings, measure=m.measure, level=m.level,
                     horizon_days=sc.horizon_days, n_scenarios=sc.n_scenarios, seed=sc.seed,
                     mm_fraction=m.mm_fraction, vol_of_vol=sc.vol_of_vol,
-                    vol_price_corr=sc.vol_price_corr, name=name, **params))
+                    vol_price_corr=sc.vol_price_corr, skew_vol=sc.skew_vol,
+                    skew_price_corr=sc.skew_price_corr, term_vol=sc.term_vol,
+                    term_level_corr=sc.term_level_corr, name=name, **params))
             elif m.type == "historical":
                 params = _set(m.params)
                 prices = _historical_prices(cfg, params.pop("prices"))
+                if "implied_vol" in params:
+                    params["implied_vol"] = pd.read_csv(cfg.path(params["implied_vol"]),
+                                                        index_col=0, parse_dates=True)
                 h = int(round(sc.horizon_days))
                 out.append(HistoricalMargin(prices, measure=m.measure, level=m.level,
                                             horizon_days=max(h, 1),
@@ -584,6 +611,7 @@ def prepare_run(cfg: RunConfig, *, output: str | os.PathLike[str] | None = None)
                                                                        cfg.run.max_scenarios)
     mem = estimate_memory_mb(top, book.n_accounts, book.n_instruments, len(book.assets))
     _check_memory(top, mem)
+    build_market(cfg)  # fits any option-chain surface
     build_methods(cfg)  # reads price/bracket files and checks every method's parameters
     history: tuple[tuple[int, float], ...] = ()
     if cfg.run.precision_target is not None:

@@ -281,3 +281,75 @@ def test_liquidation_profile_in_a_run(tmp_path):
     report = (res.folder / "report.md").read_text()
     top = got.nlargest(1, "p_liquidation")["account_id"].iloc[0]
     assert "## Liquidation risk" in report and f"| {top} |" in report
+
+
+def test_vol_surfaces_and_skew_term_shocks_in_a_run(tmp_path):
+    """Oracle: MonteCarloMargin through the API on a MarketState whose surfaces are built
+    with VolSurface (SSVI for BTC, SVI fitted to the same chain file for ETH) and the same
+    skew/term shock settings gives the run's IM to 1e-12; law: a surface different from the
+    flat vol changes the options' margin. A chain file that cannot be fitted is refused
+    naming market.surfaces.ETH before the output folder exists."""
+    from marginlab.models.scenarios import MarketState
+    from marginlab.models.vol_surface import VolSurface
+
+    truth = VolSurface.ssvi(0.7, rho=-0.2, eta=0.8, gamma=0.5, term_slope=-0.05)
+    k = np.linspace(2_000.0, 4_500.0, 15)
+    chain = pd.concat([pd.DataFrame({"expiry": t, "strike": k,
+                                     "implied_vol": truth.iv(k, t, 3_000.0)})
+                       for t in (7 / 365, 30 / 365, 90 / 365)], ignore_index=True)
+    chain.to_csv(tmp_path / "eth_chain.csv", index=False)
+    surfaces = {"BTC": {"kind": "ssvi", "level": 0.6, "rho": -0.3, "eta": 1.0,
+                        "term_slope": -0.1},
+                "ETH": {"kind": "chain", "file": "eth_chain.csv"}}
+    data = _config(tmp_path, [{"type": "monte_carlo", "name": "mc"}])
+    data["market"]["surfaces"] = surfaces
+    data["scenarios"].update(vol_of_vol=0.9, skew_vol=0.8, term_vol=0.25)
+    cfg, _, df = _run(tmp_path, data)
+    book = make_book(120, 5)
+    market = MarketState(spot=SPOT, vol=VOL, surfaces={
+        "BTC": VolSurface.ssvi(0.6, rho=-0.3, eta=1.0, term_slope=-0.1),
+        "ETH": VolSurface.from_chain(tmp_path / "eth_chain.csv", 3_000.0)})
+    mc = build_methods(cfg)[0]
+    assert mc.skew_vol == 0.8 and mc.term_vol == 0.25
+    expect = mc.compute(book, market)
+    got = _rows(df, "mc").loc[expect.account_ids, "im"].to_numpy()
+    np.testing.assert_allclose(got, expect.im, rtol=1e-12, atol=1e-9)
+    flat = mc.compute(book, MarketState(spot=SPOT, vol=VOL))
+    assert not np.allclose(flat.im, expect.im)
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "eth_chain.csv").write_text("expiry,strike,implied_vol\n0.1,3000,0.5\n")
+    bad = json.loads(json.dumps(data))
+    bad["run"]["output"] = "never"
+    with pytest.raises(ValueError, match=r"market\.surfaces\.ETH"):
+        run_batch(config_from_dict(bad, tmp_path / "bad"), progress=False)
+    assert not (tmp_path / "bad" / "never").exists()
+
+
+def test_historical_implied_vol_file(tmp_path):
+    """Oracle: HistoricalMargin(prices, implied_vol=DataFrame) through the API equals the run
+    whose historical method names the same price and implied-vol files."""
+    from marginlab.models.margin.risk_based import HistoricalMargin
+
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2023-01-01", periods=400, freq="D")
+    r = rng.standard_t(4, size=(400, 3)) * 0.02
+    prices = pd.DataFrame(np.exp(np.cumsum(r, axis=0)) * np.array(list(SPOT.values())),
+                          index=dates, columns=list(SPOT))
+    iv = pd.DataFrame(np.exp(np.cumsum(rng.normal(0, 0.03, (400, 3)), axis=0))
+                      * np.array(list(VOL.values())), index=dates, columns=list(SPOT))
+    prices.to_csv(tmp_path / "prices.csv", index_label="date")
+    iv.to_csv(tmp_path / "iv.csv", index_label="date")
+    data = _config(tmp_path, [{"type": "historical", "name": "hs",
+                               "params": {"prices": "prices.csv", "implied_vol": "iv.csv"}}])
+    cfg, _, df = _run(tmp_path, data)
+    book, market = make_book(120, 5), build_market(cfg)
+    ref = HistoricalMargin(pd.read_csv(tmp_path / "prices.csv", index_col=0, parse_dates=True),
+                           horizon_days=2, name="hs",
+                           implied_vol=pd.read_csv(tmp_path / "iv.csv", index_col=0,
+                                                   parse_dates=True))
+    expect = ref.compute(book, market)
+    np.testing.assert_allclose(_rows(df, "hs").loc[expect.account_ids, "im"], expect.im,
+                               rtol=1e-12, atol=1e-9)
+    plain = HistoricalMargin(prices, horizon_days=2, name="hs").compute(book, market)
+    assert not np.allclose(plain.im, expect.im)
