@@ -698,7 +698,7 @@ def es(losses: Any, level: Any, *, chunk: int | None = None,
 
 
 for _f in (var, es):
-    _head, _sep, _tail = _f.__doc__.partition("\n    Returns\n")
+    _head, _sep, _tail = (_f.__doc__ or "").partition("\n    Returns\n")
     _f.__doc__ = _head + _SHAPES_DOC + "\n    Returns\n" + _tail
 
 

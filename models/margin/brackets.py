@@ -188,7 +188,7 @@ class BracketTable:
         if not isinstance(self.inverse, (bool, np.bool_)):
             raise TypeError(f"inverse must be True or False, got {self.inverse!r}")
         from_file = bool(self.source)
-        cols = {}
+        cols: dict[str, Any] = {}  # column -> read-only float array, or None if not given
         for col in _REQUIRED + _OPTIONAL:
             value = getattr(self, col)
             cols[col] = None if value is None else _as_column(col, value)

@@ -153,8 +153,8 @@ def liquidation_price(side: Any, size: Any, entry_price: Any, wallet_balance: An
     m = _arg("mmr", mmr, 0.0, 1.0, high_open=True)
     cum = _arg("maintenance_amount", maintenance_amount, 0.0)
     cs = _check_contract_size(contract_size)
-    arrays = np.broadcast_arrays(s, q, ep, wb, m, cum, tmm, upnl)
-    return _out(_raw_price(*arrays, bool(inverse), cs))
+    s, q, ep, wb, m, cum, tmm, upnl = np.broadcast_arrays(s, q, ep, wb, m, cum, tmm, upnl)
+    return _out(_raw_price(s, q, ep, wb, m, cum, tmm, upnl, bool(inverse), cs))
 
 
 def bankruptcy_price(side: Any, size: Any, entry_price: Any, wallet_balance: Any, *,
