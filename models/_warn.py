@@ -17,10 +17,15 @@ from typing import Any
 
 import marginlab.simulate as _simulate
 
-__all__ = ["warn"]
+__all__ = ["warn", "SharedScenariosWarning"]
 
 _PREFIXES = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
              os.path.dirname(os.path.abspath(_simulate.__file__)) + os.sep)
+
+
+class SharedScenariosWarning(UserWarning):
+    """Shared scenarios replaced the market model of one or more methods without the caller
+    naming them (:func:`~marginlab.models.compare.compare` with ``shared=None``)."""
 
 
 def _in_library(frame: Any) -> bool:

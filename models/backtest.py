@@ -25,15 +25,22 @@ in results])`` tabulates several of them.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy.special import xlogy
 from scipy.stats import binom, chi2
 
+from ._backtest_inputs import (
+    _as_hits,
+    _bernoulli_loglik,
+    _check_int,
+    _check_level,
+    _hits_or_counts,
+)
+from ._summary import Summary, backtest_test_summary, flat_repr
 from ._validate import as_1d, check_real
 
 __all__ = [
@@ -59,48 +66,6 @@ _BASEL_LEVEL = 0.99
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 """A callable ``simulated_losses``: ``sampler(rng, n_sims)`` returns shape (n_sims, T)."""
-
-
-# --------------------------------------------------------------------------- validation
-def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
-    """An integer (Python or numpy, not bool) within [low, high]."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        upper = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name} must be >= {low}{upper}, got {v}")
-    return v
-
-
-def _check_level(level: Any, name: str = "level") -> float:
-    return check_real(name, level, low=0.0, high=1.0, low_open=True, high_open=True)
-
-
-def _as_hits(hits: Any) -> np.ndarray:
-    """A boolean 1-D array from booleans or 0/1 numbers."""
-    arr = np.asarray(hits)
-    if arr.ndim != 1:
-        raise ValueError(f"hits must be a 1-D sequence of booleans, got shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        return arr
-    try:
-        num = arr.astype(np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"hits must be booleans or 0/1 numbers, got dtype {arr.dtype}") from None
-    bad = ~((num == 0.0) | (num == 1.0))
-    if np.any(bad):
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"hits must be booleans or 0/1, got {arr[i]!r} at index {i}")
-    return num == 1.0
-
-
-def _bernoulli_loglik(k: int, n: int) -> float:
-    """Maximised Bernoulli log-likelihood of ``k`` successes in ``n`` trials (0 log 0 = 0)."""
-    if n == 0:
-        return 0.0
-    q = k / n
-    return float(xlogy(k, q) + xlogy(n - k, 1.0 - q))
 
 
 # --------------------------------------------------------------------------- exceptions
@@ -201,14 +166,39 @@ def horizon_losses(daily_losses: Any, horizon: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- Kupiec
 class FlatResult:
-    """Base of the flat result dataclasses: :meth:`to_dict`."""
+    """Base of the flat result dataclasses: :meth:`to_dict`, :meth:`summary`, a one-line
+    ``repr`` and ``_repr_html_``."""
+
+    _title = "Backtest"
+
+    def _tests(self) -> list[tuple[str, float, float, float]]:
+        """(test, statistic, degrees of freedom, p-value) rows of the summary."""
+        return []
+
+    def summary(self, alpha: float = 0.05) -> Summary:
+        """The test(s) as statsmodels prints them: counts against expectation, statistics,
+        p-values and the decision at ``alpha``; notes say which way a rejection points.
+
+        Returns
+        -------
+        Summary
+            ``as_frame()`` has one row per test: ``statistic``, ``df``, ``p_value``,
+            ``reject`` (``p_value < alpha``).
+        """
+        return backtest_test_summary(self, alpha)
+
+    def __repr__(self) -> str:
+        return flat_repr(self)
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a flat dict (``pandas.Series(result.to_dict())``)."""
-        return asdict(self)
+        return asdict(cast(Any, self))  # subclasses are dataclasses
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class KupiecResult(FlatResult):
     """Kupiec (1995) proportion-of-failures test.
 
@@ -239,19 +229,29 @@ class KupiecResult(FlatResult):
     exception_rate: float
     ratio: float
 
+    _title = "Kupiec (1995) proportion-of-failures test"
 
-def kupiec(n_exceptions: int, n_obs: int, level: float) -> KupiecResult:
+    def _tests(self):
+        return [("POF (Kupiec)", self.statistic, 1.0, self.p_value)]
+
+
+def kupiec(hits: Any, *args: Any, level: float | None = None,
+           n_obs: int | None = None) -> KupiecResult:
     r"""Kupiec's (1995) proportion-of-failures (POF) likelihood-ratio test.
+
+    Called as :func:`christoffersen` is, ``kupiec(hits, level)``, or with counts,
+    ``kupiec(n_exceptions, n_obs, level)`` (the earlier signature, kept).
 
     Parameters
     ----------
-    n_exceptions : int
-        Number of exceptions, ``0 <= n_exceptions <= n_obs``.
-    n_obs : int
-        Number of (independent) observations, >= 1. For multi-day horizons use the
-        non-overlapping count (see :func:`exceptions`).
+    hits : array_like of bool or 0/1, or int
+        Exception series (e.g. from :func:`exceptions`; for multi-day horizons the
+        non-overlapping one), or the number of exceptions ``0 <= n_exceptions <= n_obs``
+        when followed by ``n_obs``.
     level : float
         VaR confidence level in (0, 1); exceptions have probability ``p = 1 - level``.
+    n_obs : int
+        With a count only: number of (independent) observations, >= 1.
 
     Returns
     -------
@@ -281,10 +281,10 @@ def kupiec(n_exceptions: int, n_obs: int, level: float) -> KupiecResult:
     >>> r = kupiec(57, 1043, 0.95)
     >>> round(r.statistic, 5), round(r.p_value, 5)
     (0.46147, 0.49694)
+    >>> kupiec([True] * 57 + [False] * 986, 0.95) == r  # the same test from the hit series
+    True
     """
-    t = _check_int("n_obs", n_obs, low=1)
-    x = _check_int("n_exceptions", n_exceptions, low=0, high=t)
-    lev = _check_level(level)
+    x, t, lev = _hits_or_counts("kupiec", hits, args, n_obs, level)
     p = 1.0 - lev
     phat = x / t
     lr = 2.0 * (xlogy(x, phat / p) + xlogy(t - x, (1.0 - phat) / lev))
@@ -303,7 +303,7 @@ def kupiec(n_exceptions: int, n_obs: int, level: float) -> KupiecResult:
 
 
 # --------------------------------------------------------------------------- Christoffersen
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ChristoffersenResult(FlatResult):
     """Christoffersen (1998) independence and conditional-coverage tests.
 
@@ -343,6 +343,13 @@ class ChristoffersenResult(FlatResult):
     n_exceptions: int
     n_obs: int
     level: float
+
+    _title = "Christoffersen (1998) independence and conditional coverage"
+
+    def _tests(self):
+        return [("POF (Kupiec)", self.lr_pof, 1.0, self.p_value_pof),
+                ("independence", self.lr_ind, 1.0, self.p_value_ind),
+                ("conditional coverage", self.lr_cc, 2.0, self.p_value_cc)]
 
 
 def christoffersen(hits: Any, level: float) -> ChristoffersenResult:
@@ -416,7 +423,7 @@ def christoffersen(hits: Any, level: float) -> ChristoffersenResult:
 
 
 # --------------------------------------------------------------------------- traffic light
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TrafficLightResult(FlatResult):
     """Basel traffic-light zone.
 
@@ -446,19 +453,24 @@ class TrafficLightResult(FlatResult):
     n_obs: int
     level: float
 
+    _title = "Basel traffic light (BCBS 1996)"
 
-def traffic_light(n_exceptions: int, n_obs: int = 250, level: float = 0.99, *,
+
+def traffic_light(hits: Any, *args: Any, level: float | None = None, n_obs: int | None = None,
                   thresholds: tuple[float, float] = (0.95, 0.9999)) -> TrafficLightResult:
     r"""The Basel Committee's three-zone ("traffic light") backtest.
 
+    Called as :func:`christoffersen` is, ``traffic_light(hits, level)``, or with counts,
+    ``traffic_light(n_exceptions, n_obs=250, level=0.99)`` (the earlier signature, kept).
+
     Parameters
     ----------
-    n_exceptions : int
-        Exceptions observed, ``0 <= n_exceptions <= n_obs``.
-    n_obs : int, default 250
-        Observations (one year of daily data in the Basel framework).
+    hits : array_like of bool or 0/1, or int
+        Exception series, or the number of exceptions ``0 <= n_exceptions <= n_obs``.
     level : float, default 0.99
         VaR confidence level in (0, 1).
+    n_obs : int, default 250
+        With a count only: observations (one year of daily data in the Basel framework).
     thresholds : (float, float), default (0.95, 0.9999)
         Cumulative probabilities at which the yellow and the red zone begin,
         ``0 < yellow < red < 1``.
@@ -493,9 +505,8 @@ def traffic_light(n_exceptions: int, n_obs: int = 250, level: float = 0.99, *,
     >>> r.zone, round(100 * r.cumulative_probability, 2), r.plus_factor
     ('yellow', 95.88, 0.4)
     """
-    t = _check_int("n_obs", n_obs, low=1)
-    x = _check_int("n_exceptions", n_exceptions, low=0, high=t)
-    lev = _check_level(level)
+    x, t, lev = _hits_or_counts("traffic_light", hits, args, n_obs, level, default_n_obs=250,
+                                default_level=0.99)
     try:
         yellow, red = thresholds
     except (TypeError, ValueError):
@@ -517,8 +528,8 @@ def traffic_light(n_exceptions: int, n_obs: int = 250, level: float = 0.99, *,
 
 
 # --------------------------------------------------------------------------- Acerbi-Szekely
-@dataclass(frozen=True)
-class Z2Result:
+@dataclass(frozen=True, repr=False)
+class Z2Result(FlatResult):
     """Acerbi-Szekely (2014) Z2 test of expected shortfall, losses positive.
 
     Attributes
@@ -552,6 +563,11 @@ class Z2Result:
     level: float
     n_sims: int
     simulated_statistics: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    _title = "Acerbi-Szekely (2014) Z2 test of expected shortfall"
+
+    def _tests(self):
+        return [("Z2 (simulated null)", self.statistic, math.nan, self.p_value)]
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar fields as a flat dict (the simulated statistics are left out)."""

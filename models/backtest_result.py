@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._summary import Summary, short_repr
+
 __all__ = ["BacktestResult", "STRESS_EPISODES"]
 
 #: Stress episodes for :meth:`BacktestResult.plot_stress_episodes` (UTC dates, inclusive):
@@ -26,6 +28,13 @@ STRESS_EPISODES: Mapping[str, tuple[str, str]] = MappingProxyType({
 })
 
 
+_SUMMARY_COLUMNS = [
+    "asset", "method", "position", "n_obs", "exceptions", "expected", "kupiec_p",
+    "christoffersen_p_ind", "christoffersen_p_cc", "zone", "z2", "z2_p", "peak_to_trough",
+    "avg_margin_over_notional", "n_flagged_fits",
+]
+
+
 # ========================================================================== result
 _TABLE_COLUMNS = [
     "asset", "method", "position", "first_date", "last_date", "n_days", "n_obs",
@@ -37,7 +46,7 @@ _TABLE_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class BacktestResult:
     """Output of :func:`run_backtest`.
 
@@ -100,6 +109,60 @@ class BacktestResult:
     def to_frame(self) -> pd.DataFrame:
         """The daily series (see ``series``)."""
         return self.series.copy()
+
+    # ------------------------------------------------------------------ reading
+    def summary(self, alpha: float = 0.05) -> Summary:
+        """The backtest as a reader judges it: settings, then per asset, method and position
+        the exceptions against expectation, the coverage and independence p-values, the
+        Basel zone, the ES test and procyclicality; notes list the rejections at ``alpha``,
+        red zones and degenerate fits.
+
+        Returns
+        -------
+        Summary
+            ``as_frame()`` is the per-(asset, method, position) table (a subset of
+            :meth:`table`'s columns).
+        """
+        st = self.stats
+        cols = [c for c in _SUMMARY_COLUMNS if c in st.columns]
+        table = st[cols].set_index(["asset", "method", "position"]) if len(st) else st[cols]
+        keys = ("level", "horizon_days", "lookback_days", "n_scenarios", "measure", "seed")
+        info: list[tuple[str, Any]] = [(k.replace("_", " "), self.settings[k]) for k in keys
+                                       if k in self.settings]
+        if len(st):
+            info += [("Assets", st["asset"].nunique()), ("Methods", st["method"].nunique()),
+                     ("Positions", st["position"].nunique()),
+                     ("Margin dates", f"{st['first_date'].min()} .. {st['last_date'].max()}")]
+        info.append(("Run time (s)", float(self.elapsed)))
+        notes = []
+        for _, r in st.iterrows():
+            label = f"{r['asset']} / {r['method']} / {r['position']}"
+            tests = [(n, r.get(c)) for n, c in (("Kupiec", "kupiec_p"),
+                                                ("conditional coverage", "christoffersen_p_cc"),
+                                                ("Z2", "z2_p"))]
+            bad = [n for n, p in tests if p is not None and np.isfinite(p) and p < alpha]
+            if bad:
+                side = "too many" if r["exceptions"] > r["expected"] else "too few"
+                notes.append(f"{label}: {', '.join(bad)} rejected at {alpha:g} "
+                             f"({int(r['exceptions'])} exceptions, {r['expected']:.1f} "
+                             f"expected: {side})")
+            if r.get("zone") == "red":
+                notes.append(f"{label}: Basel red zone")
+            if r.get("n_flagged_fits", 0):
+                notes.append(f"{label}: {int(r['n_flagged_fits'])} of {int(r['n_refits'])} "
+                             "refits flagged (see runs)")
+        return Summary("Margin backtest", info, {"Backtests": table}, notes)
+
+    def __repr__(self) -> str:
+        st = self.stats
+        return short_repr(self, rows=len(st),
+                          assets=int(st["asset"].nunique()) if len(st) else 0,
+                          methods=int(st["method"].nunique()) if len(st) else 0,
+                          level=self.settings.get("level", float("nan")),
+                          horizon_days=self.settings.get("horizon_days", float("nan")))
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
 
     # ------------------------------------------------------------------ plots
     def _pick(self, asset: str | None, position: str | None) -> tuple[str, str]:

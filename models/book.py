@@ -31,13 +31,14 @@ row is the line number (the header is line 1); for frames, the index label.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from ._warn import warn as _warn
 
 __all__ = [
     "INSTRUMENT_TYPES",
@@ -578,11 +579,11 @@ def _normalise_positions(frame: pd.DataFrame, src: _Source, inst: pd.DataFrame,
         i = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero((acc == acc[i]) & (ids == ids[i]))[0])
         if duplicates == "sum":
-            warnings.warn(f"{src.where(frame, i, 'instrument_id')}: {int(dup.sum())} position "
-                          f"rows repeat an account and instrument (first: account {acc[i]!r}, "
-                          f"{ids[i]!r}, also at {src.where(frame, first, None)}); they are "
-                          "summed into net positions (one-way mode; duplicates='raise' "
-                          "refuses them)", BookWarning, stacklevel=4)
+            _warn(f"{src.where(frame, i, 'instrument_id')}: {int(dup.sum())} position "
+                  f"rows repeat an account and instrument (first: account {acc[i]!r}, "
+                  f"{ids[i]!r}, also at {src.where(frame, first, None)}); they are "
+                  "summed into net positions (one-way mode; duplicates='raise' "
+                  "refuses them)", BookWarning)
         else:
             raise BookError(f"{src.where(frame, i, 'instrument_id')}: account {acc[i]!r} holds "
                             f"instrument {ids[i]!r} twice (first at "

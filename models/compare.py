@@ -5,18 +5,25 @@
 IM, MM, margin balance, IM / gross notional, and the offset benefit against isolated margin
 under the same method (every position margined alone, the sum of those margins). Optional
 summary plots are written as PNG files.
+
+Scenarios: by default every method builds its own (its market model, its history). Handing
+scenarios in is explicit: ``scenarios={name: ScenarioSet}`` per method, or one
+``ScenarioSet`` with ``shared=[names]``; one set without ``shared`` still goes to every Monte
+Carlo method but warns (:class:`~marginlab.models._warn.SharedScenariosWarning`), because it
+replaces their own models.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._warn import SharedScenariosWarning, warn
 from .book import Book
 from .scenarios import MarketState, ScenarioSet
 
@@ -38,7 +45,8 @@ def isolated_book(book: Book) -> Book:
 
 
 def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
-            scenarios: ScenarioSet | None = None, isolated: bool = True,
+            scenarios: ScenarioSet | Mapping[str, ScenarioSet] | None = None,
+            shared: Sequence[str] | None = None, isolated: bool = True,
             plots_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Run several margin methods on the same book and return one tidy table.
 
@@ -48,9 +56,19 @@ def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
     market : MarketState
     methods : sequence of margin methods
         Each with a unique ``name``.
-    scenarios : ScenarioSet, optional
-        Shared scenarios for the Monte Carlo methods (those with ``uses_shared_scenarios``),
-        giving common random numbers; historical and rule-based methods keep their own.
+    scenarios : ScenarioSet or mapping of str to ScenarioSet, optional
+        Scenarios handed to methods instead of the ones they would build themselves.
+        A mapping gives each named method its own set (keys: method names; methods not named
+        build their own): the explicit form, e.g. GBM methods on one set for common random
+        numbers and a GARCH method on another. A single ``ScenarioSet`` goes to the methods
+        named in ``shared``.
+    shared : sequence of str, optional
+        With a single ``ScenarioSet``: the names of the methods that take it. **Those
+        methods are valued on these scenarios, not on their own market model** (a GARCH or
+        historical method given GBM scenarios is margined under GBM). Default (``None``):
+        every method with ``uses_shared_scenarios`` (the Monte Carlo methods and wrappers of
+        them); a :class:`~marginlab.models._warn.SharedScenariosWarning` then names them,
+        since their own models are replaced. Pass the names (or ``()``) to silence it.
     isolated : bool
         Also compute each method's isolated margin (sum over position rows margined alone,
         without collateral) and the offset benefit ``1 - IM / IM_isolated``. This is not an
@@ -75,12 +93,12 @@ def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
             raise TypeError(f"methods must have a name and a compute() method, got {m!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
+    given = _scenarios_by_method(methods, names, scenarios, shared)
     iso = isolated_book(book) if isolated and book.n_positions else None
     frames = []
+
     def _scen(m):
-        # Shared scenarios go only to methods built on market-model scenarios (Monte Carlo);
-        # historical and rule-based methods keep their own.
-        return scenarios if getattr(m, "uses_shared_scenarios", False) else None
+        return given.get(m.name)
 
     for m in methods:
         res = m.compute(book, market, scenarios=_scen(m))
@@ -103,6 +121,44 @@ def compare(book: Book, market: MarketState, methods: Sequence[Any], *,
     if plots_dir is not None:
         comparison_plots(table, plots_dir)
     return table
+
+
+def _scenarios_by_method(methods: Sequence[Any], names: list[str], scenarios: Any,
+                         shared: Sequence[str] | None) -> dict[str, ScenarioSet]:
+    """Which method gets which scenario set (see :func:`compare`)."""
+    if scenarios is None:
+        if shared is not None and len(shared):
+            raise ValueError(f"shared={list(shared)} needs scenarios (a ScenarioSet)")
+        return {}
+    if isinstance(scenarios, Mapping):
+        if shared is not None:
+            raise ValueError("shared applies to a single ScenarioSet; with a mapping of "
+                             "scenarios per method, leave shared=None")
+        unknown = [k for k in scenarios if k not in names]
+        if unknown:
+            raise ValueError(f"scenarios names unknown method(s) {unknown}; methods: {names}")
+        for k, v in scenarios.items():
+            if not isinstance(v, ScenarioSet):
+                raise TypeError(f"scenarios[{k!r}] must be a ScenarioSet, got "
+                                f"{type(v).__name__}")
+        return dict(scenarios)
+    if not isinstance(scenarios, ScenarioSet):
+        raise TypeError(f"scenarios must be a ScenarioSet, a mapping of method name to "
+                        f"ScenarioSet, or None, got {type(scenarios).__name__}")
+    if shared is None:
+        takers = [n for m, n in zip(methods, names, strict=True)
+                  if getattr(m, "uses_shared_scenarios", False)]
+        if takers:
+            warn(f"compare(scenarios=...): the shared scenarios replace the own market model "
+                 f"of {takers}; pass shared={takers!r} to confirm (or a mapping of scenarios "
+                 "per method)", SharedScenariosWarning)
+        return dict.fromkeys(takers, scenarios)
+    if isinstance(shared, str):
+        raise TypeError(f"shared must be a sequence of method names, got the str {shared!r}")
+    unknown = [k for k in shared if k not in names]
+    if unknown:
+        raise ValueError(f"shared names unknown method(s) {unknown}; methods: {names}")
+    return dict.fromkeys(shared, scenarios)
 
 
 def _save(fig: Any, path: Path) -> None:

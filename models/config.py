@@ -243,8 +243,10 @@ class DeribitParams(_Strict):
 class TieredParams(_Strict):
     """``params`` of a ``tiered`` (exchange bracket table) method.
 
-    ``tables``: per underlying (or instrument id), a bracket file (CSV or TOML) or
-    ``"builtin"`` for the shipped Binance BTCUSDT table.
+    ``tables``: per underlying (or instrument id), a bracket file (CSV or TOML), the name
+    of a shipped table (``marginlab.models.margin.bracket_tables.builtin_table_names()``:
+    Binance BTCUSDT, ETHUSDT, BTCBUSD, ETHBUSD USD-M and BTCUSD_PERP, ETHUSD_PERP COIN-M), or
+    ``"builtin"`` for Binance BTCUSDT.
     """
 
     tables: dict[str, str] = Field(min_length=1)
@@ -456,8 +458,10 @@ class RunConfig(_Strict):
                     for k, v in p.items():
                         out[f"methods[{i}].params.prices.{k}"] = self.path(v)
             elif isinstance(m, TieredMethod):
+                from .margin.bracket_tables import builtin_table_names
+
                 for k, v in m.params.tables.items():
-                    if v != "builtin":
+                    if v != "builtin" and v not in builtin_table_names():
                         out[f"methods[{i}].params.tables.{k}"] = self.path(v)
         return out
 

@@ -60,8 +60,10 @@ from marginlab.simulate import cascade as K
 from marginlab.simulate import es as risk_es
 from marginlab.simulate import simulate_paths
 from marginlab.simulate import var as risk_var
+from marginlab.simulate.rng import normalize_seed
 
 from . import liquidation_options as _lo
+from ._summary import Summary, cascade_summary, short_repr
 from ._validate import check_real
 from ._warn import warn as _warn
 from .book import INVERSE_TYPES, OPTION_TYPES, STABLECOINS, Book
@@ -699,9 +701,11 @@ class CascadeResult:
         return frame
 
     # ------------------------------------------------------------------ distributions
-    def summary(self, level: float = 0.99) -> pd.DataFrame:
+    def summary(self, level: float = 0.99) -> Summary:
         """Distribution over paths of the key quantities: mean, its standard error, VaR and ES
-        at ``level`` (upper tail), and the probability of a positive value.
+        at ``level`` (upper tail), and the probability of a positive value; a
+        :class:`~marginlab.models._summary.Summary` whose ``as_frame()`` is that table
+        (``summary().loc[...]`` still reads it), with the run's settings and notes.
 
         Rows: bad debt (all bankruptcy losses), exchange-paid (uncovered) bad debt, insurance
         fund drawdown, ADL transfers, liquidated and ADL volume (USD), event counts, and per
@@ -730,7 +734,15 @@ class CascadeResult:
             out.append({"metric": name, "mean": float(x.mean()),
                         "se": float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0,
                         "var": var, "es": es, "p_positive": float(np.mean(x > 0.0))})
-        return pd.DataFrame(out).set_index("metric")
+        return cascade_summary(self, pd.DataFrame(out).set_index("metric"), level)
+
+    def __repr__(self) -> str:
+        return short_repr(self, accounts=len(self.account_ids), assets=", ".join(self.assets),
+                          n_paths=self.n_paths, n_steps=self.n_steps,
+                          horizon_days=self.horizon_days, method=self.method)
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
 
     def amplification(self, level: float = 0.99) -> pd.DataFrame:
         """Cascade amplification per asset: VaR at ``level`` of the worst downside and upside
@@ -909,8 +921,9 @@ def simulate_liquidations(
         Monitoring steps over the horizon (default 48: hourly for two days).
     n_paths : int
         Number of paths.
-    seed : int, SeedSequence or None
-        Seed of the paths (and of the top-up draws).
+    seed : int, SeedSequence, numpy.random.Generator or None
+        Seed of the paths (and of the top-up draws); a ``Generator`` gives one
+        ``SeedSequence(gen.integers(2**63, size=4))`` for both.
     paths : ndarray, optional
         Precomputed exogenous prices, shape (n_paths, n_steps + 1, n_assets) with
         ``paths[:, 0] == market prices``; then ``model``, ``n_paths`` and ``n_steps`` come
@@ -974,6 +987,7 @@ def simulate_liquidations(
     if not isinstance(compare_no_feedback, (bool, np.bool_)):
         raise TypeError(f"compare_no_feedback must be True or False, got {compare_no_feedback!r}")
     horizon = _horizon_years(horizon_days, horizon)
+    seed = normalize_seed(seed)  # SPEC 7: a Generator gives one SeedSequence (paths, top-ups)
     conv = _convert(book, market, rules, horizon, method)
     n_a = len(conv.assets)
     if conv.keep.size == 0:

@@ -33,6 +33,7 @@ from marginlab.simulate.revalue import (
     unit_pnl,
 )
 
+from ._summary import Summary, portfolio_risk_summary, short_repr
 from .book import INVERSE_TYPES, OPTION_TYPES, PERP_TYPES, STABLECOINS, Book
 from .scenarios import MarketState, ScenarioSet
 from .vol_surface import shock_loadings
@@ -264,7 +265,7 @@ def gross_notional(book: Book, market: MarketState) -> np.ndarray:
                        minlength=book.n_accounts)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class PortfolioRisk:
     """Per-account VaR and ES at several levels, with error bars and Euler allocations.
 
@@ -318,6 +319,20 @@ class PortfolioRisk:
             "var_contribution": self.alloc_var.reshape(-1),
             "es_contribution": self.alloc_es.reshape(-1),
         })
+
+    def summary(self, top: int = 5) -> Summary:
+        """Totals and Monte Carlo precision per level, and the largest accounts with their
+        error bars; a :class:`~marginlab.models._summary.Summary` (``print`` it, or let a
+        notebook render it; ``as_frame()`` is the per-level table)."""
+        return portfolio_risk_summary(self, top)
+
+    def __repr__(self) -> str:
+        return short_repr(self, accounts=len(self.account_ids),
+                          levels=", ".join(f"{v:g}" for v in np.atleast_1d(self.levels)),
+                          horizon_days=float(self.horizon) * 365.0, n_scenarios=self.n_scenarios)
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
 
 
 def portfolio_risk(

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from marginlab.simulate.rng import normalize_seed
+
 from ._validate import check_real
 from .portfolio import PortfolioRisk, portfolio_risk, revalue
 from .scenarios import MarketState, ScenarioSet, monte_carlo_scenarios
@@ -119,7 +121,9 @@ def precision_risk(
     target = check_real("target", target, low=0.0, high=1.0, low_open=True, high_open=True)
     share = check_real("share", share, low=0.0, high=1.0, low_open=True)
     if seed is None:
-        raise ValueError("seed must be an int or SeedSequence for a reproducible run, got None")
+        raise ValueError("seed must be an int, SeedSequence or Generator for a reproducible "
+                         "run, got None")
+    seed = normalize_seed(seed)  # a Generator: one SeedSequence for every round
     for name, v in (("start_scenarios", start_scenarios), ("max_scenarios", max_scenarios)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")

@@ -194,6 +194,7 @@ def build_methods(cfg: RunConfig) -> list[Any]:
                 extra = {} if m.mm_fraction is None else {"mm_fraction": m.mm_fraction}
                 out.append(cls(**_set(m.params), **extra, name=name))
             elif m.type == "tiered":
+                from .margin.bracket_tables import builtin_table, builtin_table_names
                 from .margin.brackets import BracketTable, binance_btcusdt_2021
                 from .margin.exchange import TieredMargin
 
@@ -202,6 +203,8 @@ def build_methods(cfg: RunConfig) -> list[Any]:
                 for key_, src in params.pop("tables").items():
                     if src == "builtin":
                         tables[key_] = binance_btcusdt_2021()
+                    elif src in builtin_table_names():  # a shipped table by name
+                        tables[key_] = builtin_table(src)
                     elif str(src).lower().endswith(".toml"):
                         tables[key_] = BracketTable.from_toml(cfg.path(src))
                     else:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from marginlab.simulate import simulate_terminal, standard_normal
+from marginlab.simulate.rng import normalize_seed
 from marginlab.simulate.weighted import check_weights
 
 from ._validate import check_real
@@ -302,6 +303,7 @@ def monte_carlo_scenarios(
         they need ``sampling="plain"``.
     """
     und = tuple(str(u).upper() for u in underlyings)
+    seed = normalize_seed(seed)  # SPEC 7: a Generator becomes one SeedSequence, used throughout
     if getattr(model, "n_assets", None) != len(und):
         raise ValueError(f"model has {getattr(model, 'n_assets', '?')} assets but "
                          f"{len(und)} underlyings were given: {list(und)}")

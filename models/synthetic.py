@@ -77,6 +77,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.simulate.pricing import black76_price
+from marginlab.simulate.rng import normalize_seed
 
 from ._validate import check_real
 from .book import Book
@@ -184,9 +185,12 @@ def _check_count(n_accounts: Any) -> int:
 def _check_seed(seed: Any) -> int | np.random.SeedSequence:
     if isinstance(seed, np.random.SeedSequence):
         return seed
+    if isinstance(seed, np.random.Generator):  # SPEC 7: one SeedSequence drawn from it
+        return normalize_seed(seed)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError("seed must be an integer >= 0 or a numpy SeedSequence (a book is "
-                        f"reproducible from its seed), got {type(seed).__name__} {seed!r}")
+        raise TypeError("seed must be an integer >= 0, a numpy SeedSequence or a Generator (a "
+                        "book is reproducible from its seed), got "
+                        f"{type(seed).__name__} {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be an integer >= 0 or a SeedSequence, got {seed!r}")
     return int(seed)

@@ -172,8 +172,11 @@ _COMMON_DOC = """
         equal the model's ``step``.
     n_paths : int
         Number of paths, >= 1.
-    seed : int, numpy.random.SeedSequence or None
-        Seed of the run. The same seed gives bit-identical output on any thread count.
+    seed : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        Seed of the run. The same seed gives bit-identical output on any thread count; a
+        ``Generator`` is drawn from once (``SeedSequence(gen.integers(2**63, size=4))``, see
+        :func:`~marginlab.simulate.rng.normalize_seed`), so the same generator state gives the
+        same paths.
     antithetic : bool, default False
         Pair path ``2k + 1`` with path ``2k`` by negating its normal variates (jump counts,
         chi-square mixing variables are shared).

@@ -2,8 +2,10 @@
 
 Design (after numpy's ``SeedSequence`` and SPEC 7):
 
-* A user ``seed`` (int, ``np.random.SeedSequence`` or ``None``) is turned once into a
-  256-bit key by ``SeedSequence.generate_state``.
+* A user ``seed`` (int, ``np.random.SeedSequence``, ``np.random.Generator`` or ``None``, as
+  SPEC 7 asks; :func:`normalize_seed` is the one place they are checked) is turned once into
+  a 256-bit key by ``SeedSequence.generate_state``. A ``Generator`` gives
+  ``SeedSequence(gen.integers(2**63, size=4))``, drawn once per public call.
 * Paths are generated in fixed blocks of :data:`BLOCK_PATHS` paths. Block ``b`` draws from
   its own xoshiro256++ stream whose state is a SplitMix64 hash of (key, b). Which thread or
   which machine runs a block therefore never changes a single bit of its paths.
@@ -20,13 +22,14 @@ kernels as the arrivals of a Poisson process (exponential gaps from :func:`unifo
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import uint64
 
 from ._numba import inline_kernel, kernel
 
-__all__ = ["BLOCK_PATHS", "seed_key", "block_state"]
+__all__ = ["BLOCK_PATHS", "normalize_seed", "seed_sequence", "seed_key", "block_state"]
 
 BLOCK_PATHS = 256
 """Paths per random-stream block. Part of the reproducibility contract: changing it changes
@@ -36,34 +39,66 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _U53 = 1.0 / 9007199254740992.0  # 2**-53
 
 
-def seed_key(seed: int | np.random.SeedSequence | None) -> np.ndarray:
+def normalize_seed(seed: Any) -> int | np.random.SeedSequence | None:
+    """Validate a user seed, as numpy's SPEC 7 asks: int, ``SeedSequence``, ``None`` or a
+    ``numpy.random.Generator``.
+
+    A ``Generator`` is turned once into ``SeedSequence(gen.integers(2**63, size=4))``
+    (256 bits drawn from it, so the generator advances by four draws): the same generator
+    state gives the same sequence, hence the same blocks, whatever the thread count.
+    Call this once per public call and pass the result on, so that every stream derived
+    from it (paths, children) comes from that one sequence.
+
+    Parameters
+    ----------
+    seed : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        A non-negative integer, a ``SeedSequence``, a ``Generator`` or ``None`` (fresh OS
+        entropy, not reproducible).
+
+    Returns
+    -------
+    int, numpy.random.SeedSequence or None
+        ``seed`` itself unless it was a ``Generator``.
+    """
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(seed.integers(2**63, size=4).tolist())
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            "seed must be a non-negative int, a numpy.random.SeedSequence, a "
+            f"numpy.random.Generator or None, got {type(seed).__name__} {seed!r}"
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    return int(seed)
+
+
+def seed_sequence(seed: Any) -> np.random.SeedSequence:
+    """The ``SeedSequence`` of a user seed (see :func:`normalize_seed`; ``None``: fresh
+    entropy)."""
+    seed = normalize_seed(seed)
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    return np.random.SeedSequence(seed)
+
+
+def seed_key(seed: Any) -> np.ndarray:
     """Turn a user seed into the 256-bit key from which every block stream is derived.
 
     Parameters
     ----------
-    seed : int, numpy.random.SeedSequence or None
-        A non-negative integer, a ``SeedSequence`` (its entropy and spawn key are used) or
-        ``None`` for fresh OS entropy (not reproducible).
+    seed : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        A non-negative integer, a ``SeedSequence`` (its entropy and spawn key are used), a
+        ``Generator`` (see :func:`normalize_seed`) or ``None`` for fresh OS entropy (not
+        reproducible).
 
     Returns
     -------
     numpy.ndarray
         ``uint64`` array of length 4.
     """
-    if isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    elif seed is None:
-        ss = np.random.SeedSequence()
-    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"seed must be a non-negative int, a numpy.random.SeedSequence or None, "
-            f"got {type(seed).__name__} {seed!r}"
-        )
-    elif seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
-    else:
-        ss = np.random.SeedSequence(int(seed))
-    return ss.generate_state(4, np.uint64)
+    return seed_sequence(seed).generate_state(4, np.uint64)
 
 
 # --------------------------------------------------------------------------- xoshiro256++

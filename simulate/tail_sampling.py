@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .paths import standard_normal
+from .rng import seed_sequence
 from .specs import JumpDiffusionSpec
 
 __all__ = ["sobol_uniforms", "mixture_normals", "terminal_log_returns", "child_seed"]
@@ -45,12 +46,12 @@ _U_EPS = 2.0**-53
 
 
 def child_seed(seed: Any, *key: int) -> np.random.SeedSequence | None:
-    """The child ``SeedSequence`` of ``seed`` (int or SeedSequence) under ``key``."""
+    """The child ``SeedSequence`` of ``seed`` (int, SeedSequence or Generator, see
+    :func:`~marginlab.simulate.rng.normalize_seed`) under ``key``."""
     if seed is None:
         return None
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key))
-    return np.random.SeedSequence(int(seed), spawn_key=tuple(key))
+    ss = seed_sequence(seed)
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, *key))
 
 
 def sobol_uniforms(n_per: int, dim: int, randomizations: int, seed: Any) -> np.ndarray:

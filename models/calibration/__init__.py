@@ -4,7 +4,10 @@ Every fit returns a frozen result holding ``.model`` (a :class:`~marginlab.model
 :class:`~marginlab.models.MertonJump` or :class:`~marginlab.models.GARCH`, ready for
 :func:`marginlab.simulate.simulate_paths`), the estimates ``.params`` and standard errors
 ``.std_err`` (dicts of arrays, one value per asset; NaN where not available), ``.loglik``,
-``.aic``, ``.bic``, ``.n_obs`` and ``.summary()`` (a pandas DataFrame).
+``.aic``, ``.bic``, ``.n_obs``, ``.to_frame()`` (estimates, standard errors and z statistics as
+a pandas DataFrame) and ``.summary()`` (a :class:`~marginlab.models._summary.Summary`: estimates,
+standard errors, p-values, log-likelihood, AIC, BIC and the fit's flags, printed as text and
+rendered in notebooks). ``repr`` is one line.
 
 Inputs
 ------
@@ -14,7 +17,9 @@ Inputs
 (not percent): an array or pandas object of shape ``(n_obs,)`` or ``(n_obs, n_assets)``.
 ``step`` is the length of one return in years (1/365 daily, 1/8760 hourly; crypto trades
 every day); it defaults to the history's step, else to 1/365. Returns whose standard
-deviation exceeds 1 (100 % per step) are rejected as probably percent.
+deviation exceeds 1 (100 % per step) are rejected as probably percent, and a column of ten
+or more values that are all positive is rejected as prices (with how to pass them).
+Calibration warnings (:class:`CalibrationWarning`) are reported at the caller's line.
 
 Log-likelihoods are those of the decimal per-step log returns, so they are comparable across
 models fitted to the same data (``arch`` reports the likelihood of percent returns, which is

@@ -68,6 +68,7 @@ def _as_returns(data: Any, step: Any, *, min_obs: int, allow_nan: bool = False,
         j = int(np.argmin(n_valid))
         raise ValueError(f"{name} needs at least {min_obs} returns per asset, got "
                          f"{int(n_valid[j])} for {names[j]}")
+    _reject_prices(r, names, name, isinstance(data, (pd.Series, pd.DataFrame)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         sd = np.nanstd(r, axis=0)
@@ -88,6 +89,28 @@ def _as_returns(data: Any, step: Any, *, min_obs: int, allow_nan: bool = False,
         raise ValueError(f"step={step!r} disagrees with the price history's step "
                          f"{hist_step!r}; omit step to use the history's")
     return r, step, tuple(names)
+
+
+_PRICE_MIN_OBS = 10
+
+
+def _reject_prices(r: np.ndarray, names: tuple[str, ...], name: str, indexed: bool) -> None:
+    """Raise when a column looks like prices, not returns: at least ten values, all > 0.
+
+    Log returns of a traded asset are never all positive (ten in a row have probability
+    about 2**-10 for a driftless asset, and a level series is positive by construction).
+    """
+    for j in range(r.shape[1]):
+        x = r[:, j][np.isfinite(r[:, j])]
+        if x.size >= _PRICE_MIN_OBS and np.all(x > 0.0):
+            how = ("marginlab.models.history.PriceHistory(series.index, series.to_numpy(), "
+                   "names=[...])" if indexed else
+                   "marginlab.models.history.PriceHistory(times, prices)")
+            raise ValueError(
+                f"{name} column {names[j]} looks like prices, not returns: all {x.size} values "
+                f"are positive (from {x.min():.6g} to {x.max():.6g}). Pass the prices as a "
+                f"PriceHistory ({how}, or read_prices(path)), or per-step decimal log returns "
+                "(numpy.diff(numpy.log(prices)))")
 
 
 def _ic(loglik: float, k: int, n: int) -> tuple[float, float]:

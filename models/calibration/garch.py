@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from arch.univariate import StudentsT
 from scipy import optimize
 from scipy.special import gammaln
 
+from .._warn import warn as _warn
 from ..market import GARCH, Bootstrap
 from ._inputs import CalibrationWarning, _as_returns, _frozen, _frozen_bool, _ic
 from .results import FHSFit, GARCHFit
@@ -140,14 +140,14 @@ def _fit_one_garch(y: np.ndarray, dist: str, gjr: bool, max_pers: float,
         pers = pers_of(res, c)
     if constrained:
         fb.append("constrained")
-        warnings.warn(f"{label}: the GARCH fit reached the stationarity bound (integrated "
-                      f"GARCH); refitted with persistence <= max_persistence={max_pers}",
-                      CalibrationWarning, stacklevel=4)
+        _warn(f"{label}: the GARCH fit reached the stationarity bound (integrated "
+              f"GARCH); refitted with persistence <= max_persistence={max_pers}",
+              CalibrationWarning)
     if res.convergence_flag != 0:
         flags.append("not_converged")
-        warnings.warn(f"{label}: arch's optimiser did not converge (flag "
-                      f"{res.convergence_flag}); estimates may be unreliable",
-                      CalibrationWarning, stacklevel=4)
+        _warn(f"{label}: arch's optimiser did not converge (flag "
+              f"{res.convergence_flag}); estimates may be unreliable",
+              CalibrationWarning)
     keys = ["mu", "omega", "alpha"] + (["gamma"] if gjr else []) + ["beta"] + \
         (["nu"] if dist == "t" else [])
     params = {k: float(res.params[_ARCH_NAMES[k]]) / _ARCH_SCALE[k] for k in keys}

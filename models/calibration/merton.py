@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
 from scipy.special import gammaln, logsumexp
 
+from .._warn import warn as _warn
 from ..market import MertonJump
 from ._inputs import _LOG_2PI, CalibrationWarning, _as_returns, _frozen, _frozen_bool, _ic
 from .results import MertonFit
@@ -206,17 +206,17 @@ def _fit_one_merton(r: np.ndarray, step: float, label: str):
     identified = bool(free[2] and free[4])
     if not np.all(free):
         at = [names[i] for i in np.flatnonzero(~free)]
-        warnings.warn(f"{label}: Merton estimate(s) {at} at the identification/search bound "
-                      "(no rare large jumps found: lam at its floor or at "
-                      f"{MERTON_MAX_JUMPS_PER_STEP} per step, or jumps no larger than "
-                      f"{MERTON_MIN_JUMP_TO_DIFFUSION} x the diffusion); their standard "
-                      "errors are NaN", CalibrationWarning, stacklevel=3)
+        _warn(f"{label}: Merton estimate(s) {at} at the identification/search bound "
+              "(no rare large jumps found: lam at its floor or at "
+              f"{MERTON_MAX_JUMPS_PER_STEP} per step, or jumps no larger than "
+              f"{MERTON_MIN_JUMP_TO_DIFFUSION} x the diffusion); their standard "
+              "errors are NaN", CalibrationWarning)
     elif not ok:
-        warnings.warn(f"{label}: the Merton Hessian is not positive definite; standard errors "
-                      "are NaN", CalibrationWarning, stacklevel=3)
+        _warn(f"{label}: the Merton Hessian is not positive definite; standard errors "
+              "are NaN", CalibrationWarning)
     if not best.success:
-        warnings.warn(f"{label}: the Merton optimiser stopped without converging: "
-                      f"{best.message}", CalibrationWarning, stacklevel=3)
+        _warn(f"{label}: the Merton optimiser stopped without converging: "
+              f"{best.message}", CalibrationWarning)
     q0 = obj.posterior_no_jump(z)
     return theta, cov, -float(best.fun), bool(best.success), q0, identified
 

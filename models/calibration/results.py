@@ -9,11 +9,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
+from .._summary import Summary, short_repr
 from ._inputs import _frozen
 
+_TITLES = {"gbm": "GBM fit (geometric Brownian motion)", "ewma": "EWMA variance filter",
+           "garch": "GARCH fit", "merton": "Merton jump-diffusion fit",
+           "fhs": "FHS fit (GARCH filtered historical simulation)"}
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, repr=False)
 class FitResult:
     """What every fit returns.
 
@@ -60,7 +66,7 @@ class FitResult:
     def _extra_rows(self) -> Iterator[tuple[str, str, float, float]]:
         return iter(())
 
-    def summary(self) -> pd.DataFrame:
+    def to_frame(self) -> pd.DataFrame:
         """Estimates and standard errors, indexed by (asset, parameter).
 
         Columns ``estimate``, ``std_err`` and ``z`` (estimate / std_err). ``.attrs`` holds
@@ -78,9 +84,56 @@ class FitResult:
                         n_obs=self.n_obs, n_params=self.n_params, step=self.step)
         return df
 
-    def to_frame(self) -> pd.DataFrame:
-        """Same as :meth:`summary`."""
-        return self.summary()
+    # ------------------------------------------------------------------ reading
+    def _title(self) -> str:
+        return _TITLES.get(self.method, f"{self.method} fit")
+
+    def _notes(self) -> list[str]:
+        out = []
+        for j, a in enumerate(self.names):
+            bad = [p for p, se in self.std_err.items()
+                   if np.isfinite(self.params[p][j]) and not np.isfinite(se[j])]
+            if bad:
+                out.append(f"{a}: no standard error for {', '.join(bad)} (fixed, at a bound, "
+                           "or not estimated)")
+        return out
+
+    def summary(self) -> Summary:
+        """What a reader needs to judge the fit, as statsmodels and arch print it.
+
+        Facts: model, assets, observations, step, log-likelihood (of the decimal per-step
+        log returns), AIC, BIC and the number of parameters; a table of estimates with
+        standard errors, z statistics and two-sided normal p-values ``P>|z|`` (correlations
+        included); notes for flags, fallbacks and missing standard errors.
+        ``summary().as_frame()`` is that table (``to_frame()``'s estimates, ``std_err`` and
+        ``z``, plus ``P>|z|``; flags are in the notes). Parameters are those of the model
+        (annualised where the model is: GBM and Merton ``mu``, ``sigma``, ``lam``; per step
+        for GARCH).
+
+        Returns
+        -------
+        Summary
+            ``print`` it, or let a notebook render it.
+        """
+        df = self.to_frame()[["estimate", "std_err", "z"]]
+        with np.errstate(invalid="ignore"):
+            df["P>|z|"] = 2.0 * norm.sf(np.abs(df["z"].to_numpy(dtype=float)))
+        info = [("Model", self.method), ("Assets", ", ".join(self.names)),
+                ("Observations", self.n_obs), ("Step (days)", self.step * 365.0),
+                ("Log-likelihood", self.loglik), ("AIC", self.aic), ("BIC", self.bic),
+                ("Parameters", self.n_params)]
+        info += self._extra_info()
+        return Summary(self._title(), info, {"Estimates": df}, self._notes())
+
+    def _extra_info(self) -> list[tuple[str, Any]]:
+        return []
+
+    def __repr__(self) -> str:
+        return short_repr(self, method=self.method, assets=len(self.names), n_obs=self.n_obs,
+                          loglik=round(self.loglik, 2), aic=round(self.aic, 2))
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
 
 
 def _corr_rows(names, corr, corr_se):
@@ -91,7 +144,7 @@ def _corr_rows(names, corr, corr_se):
             yield (f"{names[i]},{names[j]}", "corr", float(corr[i, j]), se)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class GBMFit(FitResult):
     """:func:`fit_gbm` result; adds ``corr`` and its asymptotic standard errors
     ``corr_std_err`` :math:`(1 - \\rho^2)/\\sqrt{n}` (both ``(n_assets, n_assets)``)."""
@@ -103,7 +156,7 @@ class GBMFit(FitResult):
         return _corr_rows(self.names, self.corr, self.corr_std_err)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class EWMAFit(FitResult):
     """:func:`fit_ewma` result.
 
@@ -132,8 +185,11 @@ class EWMAFit(FitResult):
     def _extra_rows(self):
         return _corr_rows(self.names, self.corr, None)
 
+    def _extra_info(self):
+        return [("lambda", self.lam)]
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, repr=False)
 class GARCHFit(FitResult):
     """:func:`fit_garch` result.
 
@@ -178,10 +234,10 @@ class GARCHFit(FitResult):
         """Assets whose fit raised at least one flag."""
         return sum(1 for f in self.flags if f)
 
-    def summary(self) -> pd.DataFrame:
-        """As :meth:`FitResult.summary`; ``.attrs`` adds ``flags`` and ``fallback`` (per
+    def to_frame(self) -> pd.DataFrame:
+        """As :meth:`FitResult.to_frame`; ``.attrs`` adds ``flags`` and ``fallback`` (per
         asset, ``{asset: ...}``), and a ``flags`` column repeats each asset's flags."""
-        df = super().summary()
+        df = super().to_frame()
         fl = dict(zip(self.names, self.flags, strict=False))
         fb = dict(zip(self.names, self.fallback, strict=False))
         df.attrs.update(flags=fl, fallback=fb)
@@ -189,6 +245,30 @@ class GARCHFit(FitResult):
         df["flags"] = [",".join(fl.get(a, ())) for a in assets]
         df["fallback"] = [fb.get(a, "") for a in assets]
         return df
+
+    def _title(self) -> str:
+        base = _TITLES.get(self.method, "GARCH fit")
+        kind = ("GJR-GARCH(1,1,1)" if self.gjr else "GARCH(1,1)") + \
+            (", Student-t" if self.dist == "t" else ", normal")
+        return f"{base}: {kind}"
+
+    def _extra_info(self):
+        return [("Persistence", ", ".join(f"{p:.4f}" for p in self.persistence)),
+                ("Flagged assets", self.n_flagged)]
+
+    def _notes(self) -> list[str]:
+        from .garch import GARCH_FLAGS
+
+        out = super()._notes()
+        for a, fl, fb, con in zip(self.names, self.flags, self.fallback, self.constrained,
+                                  strict=False):
+            for f in fl:
+                out.append(f"{a}: {f}: {GARCH_FLAGS.get(f, f)}")
+            if fb:
+                out.append(f"{a}: fallback applied: {fb}")
+            if con and "constrained" not in fb:
+                out.append(f"{a}: refitted under max_persistence (constrained)")
+        return out
 
     @property
     def persistence(self) -> np.ndarray:
@@ -199,7 +279,7 @@ class GARCHFit(FitResult):
         return _corr_rows(self.names, self.corr, None)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class FHSFit(GARCHFit):
     """:func:`fit_fhs` result: a :class:`GARCHFit` whose ``model`` draws its innovations
     from the standardised residuals; ``bootstrap_rows`` are the rows (of ``std_resid``) that
@@ -208,7 +288,7 @@ class FHSFit(GARCHFit):
     bootstrap_rows: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class MertonFit(FitResult):
     """:func:`fit_merton` result.
 
@@ -235,4 +315,15 @@ class MertonFit(FitResult):
 
     def _extra_rows(self):
         return _corr_rows(self.names, self.corr, None)
+
+    def _notes(self) -> list[str]:
+        out = super()._notes()
+        for a, ok, ident in zip(self.names, self.converged, self.identified, strict=False):
+            if not ok:
+                out.append(f"{a}: the optimiser did not report convergence")
+            if not ident:
+                out.append(f"{a}: jumps not identified (lam or jump_std at an "
+                           "identification bound): the fit is a variance mixture, not rare "
+                           "large jumps")
+        return out
 

@@ -49,7 +49,7 @@ class MarginMethod(Protocol):
         ...  # pragma: no cover - protocol
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class MarginResult:
     """Margin of every account under one methodology.
 
@@ -116,3 +116,77 @@ class MarginResult:
         for k, v in self.details.items():
             cols[k] = v
         return pd.DataFrame(cols)
+
+    # ------------------------------------------------------------------ reading
+    def __repr__(self) -> str:
+        from .._summary import short_repr
+
+        return short_repr(self, method=self.method, accounts=len(self.account_ids),
+                          total_im=float(np.sum(self.im)), total_mm=float(np.sum(self.mm)),
+                          in_deficit=int(np.sum(self.excess < 0)))
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+    def summary(self, top: int = 5) -> Any:
+        """What a reader needs: totals, the distribution of IM, the largest accounts and
+        what drives them, and the accounts in trouble.
+
+        Parameters
+        ----------
+        top : int, default 5
+            Largest accounts (by IM) listed.
+
+        Returns
+        -------
+        Summary
+            Facts: method, accounts, total IM / MM / margin balance (USD), IM over gross
+            notional, accounts in deficit (``excess < 0``) and at or past maintenance
+            (``margin_ratio >= 1``), and the Monte Carlo standard error of the total when the
+            method reports ``es_se``. Tables: ``as_frame()`` is the IM distribution
+            (quantiles, USD); then the ``top`` accounts with their driver, and the most
+            frequent drivers. Notes: deficits and liquidations.
+        """
+        from .._summary import Summary
+
+        im, mm, mb = (np.asarray(x, dtype=float) for x in (self.im, self.mm,
+                                                           self.margin_balance))
+        n = im.size
+        info: list[tuple[str, Any]] = [("Method", self.method), ("Accounts", n),
+                                       ("Total IM (USD)", float(im.sum())),
+                                       ("Total MM (USD)", float(mm.sum())),
+                                       ("Margin balance (USD)", float(mb.sum()))]
+        if self.gross_notional is not None:
+            gn = float(np.sum(self.gross_notional))
+            info.append(("IM / gross notional", float(im.sum()) / gn if gn > 0 else np.nan))
+        deficit = int(np.sum(self.excess < 0))
+        liq = int(np.sum(self.margin_ratio >= 1.0))
+        info += [("Accounts in deficit", deficit), ("At/past maintenance", liq)]
+        se = self.details.get("es_se")
+        if se is not None:
+            # sum of per-account errors: an upper bound on the total's standard error
+            info.append(("MC s.e. of total (<=)", float(np.nansum(se))))
+        qs = (0.0, 0.5, 0.9, 0.99, 1.0)
+        dist = pd.DataFrame({"IM (USD)": np.quantile(im, qs) if n else np.full(5, np.nan),
+                             "MM (USD)": np.quantile(mm, qs) if n else np.full(5, np.nan)},
+                            index=pd.Index(["min", "median", "90%", "99%", "max"],
+                                           name="quantile over accounts"))
+        order = np.argsort(-im, kind="stable")[:max(int(top), 0)]
+        big = pd.DataFrame({"account_id": np.asarray(self.account_ids)[order],
+                            "IM (USD)": im[order], "MM (USD)": mm[order],
+                            "excess (USD)": self.excess[order],
+                            "driver": np.asarray(self.driver, dtype=object)[order]})
+        if se is not None:
+            big.insert(3, "IM s.e. (USD)", np.asarray(se, dtype=float)[order])
+        drivers = (pd.Series(np.asarray(self.driver, dtype=object)).value_counts().head(5)
+                   .rename("accounts").rename_axis("driver").to_frame())
+        notes = []
+        if deficit:
+            notes.append(f"{deficit:,} account(s) in deficit: margin balance below IM")
+        if liq:
+            notes.append(f"{liq:,} account(s) at or past maintenance (MM / balance >= 1): "
+                         "liquidatable")
+        return Summary(f"Margin: {self.method}", info,
+                       {"Initial and maintenance margin over accounts": dist,
+                        f"Largest {len(order)} accounts by IM": big,
+                        "Most frequent drivers": drivers}, notes)

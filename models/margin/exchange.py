@@ -20,7 +20,9 @@ Conventions shared by the four:
   three take linear ones only (dYdX, Drift and Deribit's linear book list no inverse
   contracts). Positions of other types (spot, options, and inverse contracts for the linear-only
   methods) raise ``ValueError`` by default; ``on_unsupported="ignore"`` leaves them out (their
-  unrealised P&L still counts in the margin balance).
+  unrealised P&L still counts in the margin balance). An account whose positions were all
+  left out gets IM = MM = 0 and the driver ``"not margined by <method>: <instrument> (<type>)"``;
+  ``"no positions"`` is kept for accounts that hold none.
 * Per-market parameters (bracket tables, leverage, dYdX tiers, Drift and Deribit rates,
   open interest) are given as one value for every market or as a mapping keyed by
   ``instrument_id`` or by ``underlying``: an instrument's own id is looked up first, then its
@@ -216,6 +218,30 @@ def _driver(n_accounts: int, account: np.ndarray, weight: np.ndarray, labels: np
     return out
 
 
+def _explain_unmargined(method: str, book: Book, pos: _Positions,
+                        driver: np.ndarray) -> np.ndarray:
+    """Say why an account that holds positions has nothing margined: the positions this
+    method left out (``on_unsupported="ignore"``, ``on_missing="ignore"``) or netted to
+    zero, instead of "no positions"."""
+    qty = book.positions["quantity"].to_numpy(float)
+    live = qty != 0.0
+    acc = book.position_account[live]
+    holds = np.zeros(book.n_accounts, dtype=bool)
+    holds[acc] = True
+    holds[pos.account] = False
+    if not holds.any():
+        return driver
+    out = driver.copy()
+    ids = book.instruments["instrument_id"].to_numpy(str)[book.position_instrument[live]]
+    types = book.instruments["type"].to_numpy(str)[book.position_instrument[live]]
+    for a in np.flatnonzero(holds):
+        rows = np.flatnonzero(acc == a)
+        seen = list(dict.fromkeys(f"{ids[r]} ({types[r]})" for r in rows))
+        shown = ", ".join(seen[:3]) + (f" and {len(seen) - 3} more" if len(seen) > 3 else "")
+        out[a] = f"not margined by {method}: {shown}"
+    return out
+
+
 def _result(method: str, book: Book, market: MarketState, pos: _Positions, im: np.ndarray,
             mm: np.ndarray, driver: np.ndarray,
             details: dict[str, np.ndarray] | None = None) -> MarginResult:
@@ -231,6 +257,7 @@ def _result(method: str, book: Book, market: MarketState, pos: _Positions, im: n
         "im_contribution": np.bincount(inv, weights=im, minlength=uniq.size),
         "mm_contribution": np.bincount(inv, weights=mm, minlength=uniq.size),
     })
+    driver = _explain_unmargined(method, book, pos, driver)
     mb = account_equity(book, market)["margin_balance"].to_numpy(float)
     return MarginResult(method=method, account_ids=book.account_ids, im=im_acc, mm=mm_acc,
                         margin_balance=mb, driver=driver, allocation=allocation,

@@ -194,3 +194,28 @@ def test_unknown_names_are_refused_with_the_known_ones():
         builtin_table("binance_solusdt")
     with pytest.raises(TypeError, match="name must be a str"):
         builtin_table_info(3)  # type: ignore[arg-type]
+
+
+def test_a_tiered_configuration_selects_shipped_tables_by_name(tmp_path):
+    """Contract: in a ``tiered`` method's ``params.tables``, a shipped table's name loads that
+    table (same brackets and rates as builtin_table(name)); "builtin" stays BTCUSDT."""
+    from marginlab.models.config import config_from_dict
+    from marginlab.models.runner import build_methods
+
+    cfg = config_from_dict({
+        "book": {"synthetic_accounts": 10, "synthetic_seed": 1},
+        "market": {"spot": {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0},
+                   "vol": {"BTC": 0.6, "ETH": 0.7, "SOL": 0.9}},
+        "scenarios": {"model": "gbm", "underlyings": ["BTC", "ETH", "SOL"],
+                      "params": {"mu": 0.0, "sigma": [0.55, 0.7, 0.9]},
+                      "n_scenarios": 1_000, "seed": 1, "horizon_days": 2},
+        "methods": [{"type": "tiered", "name": "Binance tiers",
+                     "params": {"tables": {"BTC": "builtin", "ETH": "binance_ethusdt_2021",
+                                           "SOL": "binance_ethbusd_2021"}}}],
+    }, tmp_path)
+    (method,) = build_methods(cfg)
+    for key, name in (("BTC", "binance_btcusdt_2021"), ("ETH", "binance_ethusdt_2021"),
+                      ("SOL", "binance_ethbusd_2021")):
+        got, want = method.tables[key], builtin_table(name)
+        np.testing.assert_array_equal(got.notional_cap, want.notional_cap)
+        np.testing.assert_array_equal(got.maintenance_margin_rate, want.maintenance_margin_rate)

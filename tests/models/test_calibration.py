@@ -124,7 +124,7 @@ def test_gbm_closed_forms():
 
 def test_gbm_summary_frame():
     r = _returns(GBM(mu=[0.0, 0.0], sigma=[0.5, 0.5]), 500, seed=1)
-    df = fit_gbm(pd.DataFrame(r, columns=["BTC", "ETH"])).summary()
+    df = fit_gbm(pd.DataFrame(r, columns=["BTC", "ETH"])).to_frame()
     assert list(df.columns) == ["estimate", "std_err", "z"]
     assert ("BTC", "sigma") in df.index and ("BTC,ETH", "corr") in df.index
     assert df.attrs["method"] == "gbm" and df.attrs["n_obs"] == 500
@@ -526,7 +526,7 @@ def test_real_btc_daily_all_fits():
     assert 0.3 < out["gbm"].params["sigma"][0] < 1.2
     for res in out.values():
         assert np.isfinite(res.loglik) and res.n_obs == 2149
-        assert isinstance(res.summary(), pd.DataFrame)
+        assert isinstance(res.summary().as_frame(), pd.DataFrame)
         p = simulate_paths(res.model, h.prices[-1], n_steps=2, dt=h.step, n_paths=20, seed=1)
         assert np.all(np.isfinite(p))
     # fat tails beat the normal: AIC of GARCH-t below GARCH-normal below GBM

@@ -219,7 +219,8 @@ def test_coinm_cross_liquidation_calculator_figure():
 def test_positions_without_table_and_options(btc):
     """Oracle: the documented options. A futures position with no table raises naming the
     instrument unless on_missing='ignore'; an option raises naming its type unless
-    on_unsupported='ignore'; an account with nothing margined gets 0 and "no positions"."""
+    on_unsupported='ignore'; an account with nothing margined gets 0 and a driver naming what
+    was left out ("no positions" when it holds none)."""
     book = make_book([("A", "BTCUSDT", 1.0, 50_000.0), ("A", "SOLUSDC", 10.0, 100.0),
                       ("B", "BTC-C", -1.0, 0.05)], [("C", "USDT", 10.0)])
     market = MarketState({"BTC": 50_000.0, "SOL": 100.0}, vol={"BTC": 0.6})
@@ -231,7 +232,8 @@ def test_positions_without_table_and_options(btc):
         book, market)
     assert list(res.account_ids) == ["A", "B", "C"]
     assert res.im[0] == pytest.approx(50_000.0 / 125) and res.im[1] == res.im[2] == 0.0
-    assert list(res.driver) == ["BTCUSDT bracket 1", "no positions", "no positions"]
+    assert list(res.driver) == ["BTCUSDT bracket 1", "not margined by tiered-cross: BTC-C (option)",
+                                "no positions"]
     assert list(res.allocation["holding"]) == ["BTCUSDT"]
 
 
@@ -551,5 +553,6 @@ def test_compute_time_errors_name_the_market():
     with pytest.raises(ValueError, match=r"type 'inverse_perp'"):
         DeribitLinearMargin(0.02, 0.01, 5e-5).compute(inv, market)
     res = DeribitLinearMargin(0.02, 0.01, 5e-5, on_unsupported="ignore").compute(inv, market)
-    assert res.im[0] == 0.0 and res.driver[0] == "no positions"
+    assert res.im[0] == 0.0
+    assert res.driver[0] == "not margined by deribit-linear: BTCUSD_PERP (inverse_perp)"
     assert res.method == "deribit-linear"
