@@ -430,8 +430,9 @@ class TieredMargin:
                     size=size, notional=notional, leverage=lev_inst[pos.instrument])
 
     def _leverage_of_instruments(self, book: Book, used: np.ndarray) -> np.ndarray:
-        if not isinstance(self.leverage, Mapping):
-            return np.full(book.n_instruments, float(self.leverage))
+        if self.leverage is None or not isinstance(self.leverage, Mapping):
+            return np.full(book.n_instruments, np.nan if self.leverage is None
+                           else float(self.leverage))
         out = np.full(book.n_instruments, np.nan)
         ids = book.instruments["instrument_id"].to_numpy(object)
         und = book.instruments["underlying"].to_numpy(object)
