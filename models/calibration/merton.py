@@ -9,6 +9,8 @@ import numpy as np
 from scipy import optimize, stats
 from scipy.special import gammaln, logsumexp
 
+from marginlab.simulate._merton_kernel import merton_mixture_loglik
+
 from .._warn import warn as _warn
 from ..market import MertonJump
 from ._inputs import _LOG_2PI, CalibrationWarning, _as_returns, _frozen, _frozen_bool, _ic
@@ -66,57 +68,41 @@ MERTON_MAX_JUMPS_PER_STEP = 0.1
 MERTON_MIN_JUMP_TO_DIFFUSION = 2.0
 
 
-def _lse_rows(terms: np.ndarray) -> np.ndarray:
-    mx = terms.max(axis=1)
-    return mx + np.log(np.sum(np.exp(terms - mx[:, None]), axis=1))
-
-
 class _MertonObjective:
     """Negative log-likelihood and gradient in scaled coordinates
     z = (a/d, log(sd_diffusion/d), log(lam step), m/d, log(s/sd_diffusion)), d = sample std;
-    the Poisson sum runs to ``kmax`` jumps per step (fixed over the search)."""
+    the Poisson sum runs to ``kmax`` jumps per step (fixed over the search; None: the
+    truncation of :func:`_poisson_k` at each evaluation). The likelihood and its gradient
+    are one pass of the compiled kernel ``merton_mixture_loglik`` (its numpy twin:
+    :func:`_merton_terms`)."""
 
     def __init__(self, r: np.ndarray, d: float, kmax: int | None = None):
-        self.r, self.d = r, d
-        self.kk = None if kmax is None else np.arange(kmax + 1, dtype=np.float64)
-        if self.kk is not None:
-            self.lgam = gammaln(self.kk + 1.0)
+        self.r, self.d, self.kmax = np.ascontiguousarray(r, dtype=np.float64), d, kmax
+        self._g = np.empty(5)
+        self._no_q = np.empty(0)
 
     def natural(self, z):
         d = self.d
         v0 = (d * math.exp(z[1])) ** 2
         return d * z[0], v0, math.exp(z[2]), d * z[3], v0 * math.exp(2.0 * z[4])
 
-    def _terms(self, a, v0, p, m, s2):
-        if self.kk is None:
-            return _merton_terms(self.r, a, v0, p, m, s2)
-        kk = self.kk
-        logw = kk * math.log(p) - p - self.lgam
-        var = v0 + kk * s2
-        e = self.r[:, None] - (a + kk * m)
-        return logw - 0.5 * (_LOG_2PI + np.log(var) + e * e / var), kk, e, var
+    def _kernel(self, z, q0):
+        a, v0, p, m, s2 = self.natural(z)
+        kmax = _poisson_k(p) if self.kmax is None else self.kmax
+        ll = merton_mixture_loglik(self.r, a, v0, p, m, s2, kmax, self._g, q0)
+        return ll, v0, p, s2
 
     def value_grad(self, z):
-        a, v0, p, m, s2 = self.natural(z)
-        terms, kk, e, var = self._terms(a, v0, p, m, s2)
-        lse = _lse_rows(terms)
-        q = np.exp(terms - lse[:, None])
-        de = e / var                                    # d log phi / d mean
-        dv = 0.5 * (e * e / var - 1.0) / var            # d log phi / d var
-        qde = q * de
-        qdv = q * dv
-        g_a = qde.sum()
-        g_m = qde.sum(axis=0) @ kk
-        g_v0 = qdv.sum()
-        g_s2 = qdv.sum(axis=0) @ kk
-        g_p = q.sum(axis=0) @ (kk / p - 1.0)
-        grad = np.array([g_a * self.d, 2.0 * (g_v0 * v0 + g_s2 * s2), g_p * p, g_m * self.d,
-                         2.0 * g_s2 * s2])
-        return -float(np.sum(lse)), -grad
+        ll, v0, p, s2 = self._kernel(z, self._no_q)
+        g_a, g_v0, g_p, g_m, g_s2 = self._g
+        grad = np.array([-g_a * self.d, -2.0 * (g_v0 * v0 + g_s2 * s2), -g_p * p,
+                         -g_m * self.d, -2.0 * g_s2 * s2])
+        return -ll, grad
 
     def posterior_no_jump(self, z):
-        terms, *_ = self._terms(*self.natural(z))
-        return np.exp(terms[:, 0] - _lse_rows(terms))
+        q0 = np.empty(self.r.size)
+        self._kernel(z, q0)
+        return q0
 
 
 def _merton_theta(z, d, step):
@@ -137,6 +123,42 @@ def _merton_theta(z, d, step):
     jac[4, 1] = s
     jac[4, 4] = s
     return np.array([mu, sigma, lam, m, s]), jac
+
+
+#: L-BFGS-B options of every start.
+_LBFGSB = {"maxiter": 500, "ftol": 1e-12, "gtol": 1e-6}
+#: A start is abandoned once an iterate comes this close (max |dz|) to an optimum already
+#: found from an earlier start without having a lower value: it is descending into it.
+_SAME_OPTIMUM = 0.05
+
+
+def _multistart(fun, starts, bounds, fallback):
+    """Best L-BFGS-B optimum over ``starts``, run in order, and ``fallback`` (the nested
+    GBM optimum) only if none of their optima has a lower value than ``fallback`` itself.
+
+    The first start runs to convergence; a later start stops early when an iterate enters
+    the neighbourhood of an optimum found before (``_SAME_OPTIMUM`` in the scaled
+    coordinates) with a value no lower than that optimum's, since it would only find it
+    again; otherwise it runs to convergence and its optimum joins the list."""
+    best, found = None, []
+
+    def watch(intermediate_result):
+        x, f = intermediate_result.x, intermediate_result.fun
+        for xo, fo in found:
+            if f >= fo and np.max(np.abs(x - xo)) <= _SAME_OPTIMUM:
+                raise StopIteration
+
+    for z0 in list(starts) + [fallback]:
+        if best is not None and z0 is fallback and best.fun < fun(fallback)[0]:
+            break
+        res = optimize.minimize(fun, z0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options=_LBFGSB, callback=watch if found else None)
+        if res.status == 99:  # stopped by watch: a known optimum
+            continue
+        found.append((res.x, res.fun))
+        if best is None or res.fun < best.fun:
+            best = res
+    return best
 
 
 def _fit_one_merton(r: np.ndarray, step: float, label: str):
@@ -162,15 +184,10 @@ def _fit_one_merton(r: np.ndarray, step: float, label: str):
         m0 = float(np.mean(jumps) - mean) / d if out.sum() >= 2 else 0.0
         z = np.array([mean / d, math.log(sd0), math.log(p0), m0, math.log(s0)])
         starts.append(np.clip(z, lo + 1e-3, hi - 1e-3))
-    # and the nested GBM optimum (no jumps), so the fit is never worse than GBM
-    starts.append(np.clip(np.array([mean / d, 0.0, lo[2], 0.0, math.log(3.0)]), lo, hi))
-    best = None
-    for z0 in starts:
-        res = optimize.minimize(obj.value_grad, z0, jac=True, method="L-BFGS-B",
-                                bounds=bounds, options={"maxiter": 500, "ftol": 1e-12,
-                                                        "gtol": 1e-6})
-        if best is None or res.fun < best.fun:
-            best = res
+    # and the nested GBM optimum (no jumps), so the fit is never worse than GBM: searched
+    # from only when the optima of the data-driven starts are below its likelihood
+    nest = np.clip(np.array([mean / d, 0.0, lo[2], 0.0, math.log(3.0)]), lo, hi)
+    best = _multistart(obj.value_grad, starts, bounds, nest)
     z = best.x
     # Hessian of the negative log-likelihood by central differences of the gradient.
     h = 1e-5
@@ -305,12 +322,17 @@ def fit_merton(data: Any, step: float | None = None) -> MertonFit:
     :math:`\log(\lambda\Delta)\in[\log 10^{-6}, \log 0.1]`, :math:`m/d` bounded by the
     largest observed move and :math:`\log(s/(\sigma\sqrt\Delta)) \ge \log 2`. The Poisson
     sum runs to the fixed K whose omitted mass at :math:`\lambda\Delta = 0.1` is below
-    1e-12. Three starts: returns beyond 3 robust (MAD) standard deviations taken as the
-    jumps, 2 % jumps per step, and the nested GBM optimum (no jumps); the best optimum is
-    kept. (Before: six starts, no identification bounds, a per-evaluation truncation; see
-    ``benchmarks/bench_calibration.py``.) Standard errors
-    come from the inverse of a numerical Hessian (central differences of the analytic
-    gradient) mapped to the natural parameters by the delta method.
+    1e-12. The log-likelihood and its gradient are one pass of a compiled kernel
+    (``marginlab.simulate._merton_kernel``). Starts: returns beyond 3 robust (MAD)
+    standard deviations taken as the jumps, and 2 % jumps per step; a second start is
+    abandoned as soon as it enters the neighbourhood (0.05 in the scaled coordinates) of
+    the optimum already found with a value no lower, and the nested GBM optimum (no
+    jumps) is searched from only if these optima are below its likelihood, so the fit is
+    never worse than GBM; the best optimum is kept. (Before: six starts, no
+    identification bounds, a per-evaluation truncation, numpy; see
+    ``benchmarks/bench_calibration.py`` and BENCHMARKS.md for the fit times.) Standard
+    errors come from the inverse of a numerical Hessian (central differences of the
+    analytic gradient) mapped to the natural parameters by the delta method.
 
     Several assets: each is fitted alone (jumps are independent across assets in
     :class:`~marginlab.models.MertonJump`), then each pair's diffusion correlation
