@@ -120,7 +120,8 @@ class Summary:
         return pd.Series(dict(self.info), dtype=object, name=self.title)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("title", "info", "tables", "notes"):
+        # private and dunder names are never delegated (IPython probes _repr_*_ names)
+        if name.startswith("_") or name in ("title", "info", "tables", "notes"):
             raise AttributeError(name)
         return getattr(self.as_frame(), name)
 
