@@ -34,6 +34,7 @@ from marginlab.simulate.revalue import (
 )
 
 from ._summary import Summary, portfolio_risk_summary, short_repr
+from .basis import basis_loadings
 from .book import INVERSE_TYPES, OPTION_TYPES, PERP_TYPES, STABLECOINS, Book
 from .scenarios import MarketState, ScenarioSet
 from .vol_surface import shock_loadings
@@ -128,7 +129,8 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet,
     return dict(kind=kind, underlying=und, multiplier=mult, strike=strike, expiry=expiry,
                 is_call=inst["option_type"].to_numpy(str) == "call", implied_vol=vol,
                 funding=funding, skew_loading=np.where(is_opt, skew_ld, 0.0),
-                term_loading=np.where(is_opt, term_ld, 0.0)), s0
+                term_loading=np.where(is_opt, term_ld, 0.0),
+                basis_loading=np.where(covered, basis_loadings(types, expiry), 0.0)), s0
 
 
 instrument_arrays = _instrument_arrays
@@ -155,7 +157,8 @@ def revalue(book: Book, market: MarketState, scenarios: ScenarioSet, *,
     arrays, s0 = _instrument_arrays(book, market, scenarios, also_held)
     u_inst = unit_pnl(scenarios.prices, scenarios.vol_shock, s0, horizon=scenarios.horizon,
                       rate=market.rate, approx=approx, skew_shock=scenarios.skew_shock,
-                      term_shock=scenarios.term_shock, **arrays)
+                      term_shock=scenarios.term_shock, basis_shock=scenarios.basis_shock,
+                      **arrays)
     rows = [u_inst]
     for asset in book.assets:
         if asset in STABLECOINS:

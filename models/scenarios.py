@@ -152,6 +152,11 @@ class ScenarioSet:
         (:mod:`marginlab.models.vol_surface`): an option's vol is multiplied by
         ``vol_shock x exp(skew_shock x skew loading + term_shock x term loading)``.
         ``None``: no skew or term moves.
+    basis_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Additive move ``db`` of each underlying's futures basis factor (fraction of the
+        price, :mod:`marginlab.models.basis`): a dated future of loading
+        ``l = sqrt(tau / 30 days)`` is marked at ``S' (1 + db l)``; perpetuals, spot and
+        options are unaffected. ``None``: futures move one for one with spot.
     """
 
     underlyings: tuple[str, ...]
@@ -164,6 +169,7 @@ class ScenarioSet:
     sampling: str = "plain"
     skew_shock: np.ndarray | None = None
     term_shock: np.ndarray | None = None
+    basis_shock: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         und = tuple(str(u).upper() for u in self.underlyings)
@@ -197,7 +203,7 @@ class ScenarioSet:
         object.__setattr__(self, "prices", p)
         object.__setattr__(self, "vol_shock", v)
         object.__setattr__(self, "labels", tuple(self.labels))
-        for name in ("skew_shock", "term_shock"):
+        for name in ("skew_shock", "term_shock", "basis_shock"):
             x = getattr(self, name)
             if x is None:
                 continue
@@ -243,6 +249,8 @@ def monte_carlo_scenarios(
     skew_price_corr: float = DEFAULT_SKEW_PRICE_CORR,
     term_vol: float = 0.0,
     term_level_corr: float = DEFAULT_TERM_LEVEL_CORR,
+    basis_vol: float = 0.0,
+    basis_price_corr: float = 0.0,
 ) -> ScenarioSet:
     """Monte Carlo scenarios from a market model.
 
@@ -301,6 +309,13 @@ def monte_carlo_scenarios(
         (default): none. Documented defaults to use: 0.25 and -0.6. Skew and term shocks
         come from their own child stream, so they leave prices and level shocks unchanged;
         they need ``sampling="plain"``.
+    basis_vol, basis_price_corr : float
+        Futures basis factor per underlying (:mod:`marginlab.models.basis`): ``basis_shock =
+        basis_vol sqrt(h) (c Z_r + sqrt(1 - c^2) eps_b)``, ``c = basis_price_corr``, from its
+        own child stream (3), so prices and vol shocks are unchanged; ``basis_vol = 0``
+        (default): no basis moves. Measured default for BTC:
+        :data:`~marginlab.models.basis.BTC_BASIS_VOL` (0.17, 2-day MPOR). Needs
+        ``sampling="plain"``.
     """
     und = tuple(str(u).upper() for u in underlyings)
     seed = normalize_seed(seed)  # SPEC 7: a Generator becomes one SeedSequence, used throughout
@@ -314,6 +329,10 @@ def monte_carlo_scenarios(
     sc = check_real("skew_price_corr", skew_price_corr, low=-1.0, high=1.0)
     tv = check_real("term_vol", term_vol, low=0.0)
     tc = check_real("term_level_corr", term_level_corr, low=-1.0, high=1.0)
+    bv = check_real("basis_vol", basis_vol, low=0.0, high=10.0)
+    bc = check_real("basis_price_corr", basis_price_corr, low=-1.0, high=1.0)
+    if sampling != "plain" and bv > 0.0:
+        raise ValueError(f"basis_vol needs sampling='plain', got sampling={sampling!r}")
     s0 = market.prices(und)
     if sampling != "plain" and (sv > 0.0 or tv > 0.0):
         raise ValueError(f"skew_vol and term_vol need sampling='plain', got sampling="
@@ -341,7 +360,7 @@ def monte_carlo_scenarios(
                                seed=seed, antithetic=antithetic)
     hy = h / 365.0
     skew = term = None
-    if nu > 0.0 or sv > 0.0 or tv > 0.0:
+    if nu > 0.0 or sv > 0.0 or tv > 0.0 or bv > 0.0:
         eps = standard_normal(n_scenarios, 1, len(und), seed=_child(seed, 1))[:, 0, :]
         logr = np.log(prices / s0)
         sd = logr.std(axis=0)
@@ -356,11 +375,17 @@ def monte_carlo_scenarios(
         d = len(und)
         skew = sv * math.sqrt(hy) * (sc * zr + math.sqrt(1.0 - sc * sc) * e2[:, :d])
         term = tv * math.sqrt(hy) * (tc * w + math.sqrt(1.0 - tc * tc) * e2[:, d:])
-    return ScenarioSet(und, prices, shock, hy, skew_shock=skew, term_shock=term)
+    basis = None
+    if bv > 0.0:
+        eb = standard_normal(n_scenarios, 1, len(und), seed=_child(seed, 3))[:, 0, :]
+        basis = bv * math.sqrt(hy) * (bc * zr + math.sqrt(1.0 - bc * bc) * eb)
+    return ScenarioSet(und, prices, shock, hy, skew_shock=skew, term_shock=term,
+                       basis_shock=basis)
 
 
 def _child(seed: Any, key: int) -> np.random.SeedSequence | None:
-    """Child stream ``key`` of the scenario seed (1: level shocks, 2: skew and term)."""
+    """Child stream ``key`` of the scenario seed (1: level shocks, 2: skew and term, 3:
+    basis)."""
     if isinstance(seed, np.random.SeedSequence):
         return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, key))
     if seed is None:

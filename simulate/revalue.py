@@ -66,7 +66,8 @@ def _black_forward(s, k, logm, dr, carry_t, sqrt_t, sigma, phi):
 @kernel
 def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, strike,
                     log_strike, phi, sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta,
-                    gamma, vega, theta_h, surf, skew, term, skew_ld, term_ld, out):
+                    gamma, vega, theta_h, surf, skew, term, skew_ld, term_ld, basis, bshock,
+                    basis_ld, out):
     n_instr = kind.shape[0]
     for j in range(n_instr):
         a = und[j]
@@ -77,9 +78,17 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
             s = prices[i, a]
             if k == KIND_LINEAR:
                 out[j, i] = m * (s - base) - funding[j]
+                if basis and basis_ld[j] != 0.0:
+                    # dated future marked at S' (1 + db): its basis move on the notional
+                    out[j, i] += m * s * (bshock[i, a] * basis_ld[j])
             elif k == KIND_INVERSE:
                 ratio = s / base
-                out[j, i] = m * (ratio - 1.0) - funding[j] * ratio
+                if basis and basis_ld[j] != 0.0:
+                    # coin P&L m (1/S0 - 1/F') with F' = S' (1 + db), in USD at S'
+                    out[j, i] = m * (ratio - 1.0 / (1.0 + bshock[i, a] * basis_ld[j])) \
+                        - funding[j] * ratio
+                else:
+                    out[j, i] = m * (ratio - 1.0) - funding[j] * ratio
             elif approx:
                 ds = s - base
                 f = shock[i, a]
@@ -100,14 +109,15 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
 @parallel_kernel
 def _unit_pnl_kernel(prices, log_prices, shock, s0, kind, und, mult, strike, log_strike, phi,
                      sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega,
-                     theta_h, surf, skew, term, skew_ld, term_ld, out):
+                     theta_h, surf, skew, term, skew_ld, term_ld, basis, bshock, basis_ld,
+                     out):
     n = prices.shape[0]
     n_blocks = (n + _SCEN_BLOCK - 1) // _SCEN_BLOCK
     for b in prange(n_blocks):
         _unit_pnl_block(b * _SCEN_BLOCK, min((b + 1) * _SCEN_BLOCK, n), prices, log_prices,
                         shock, s0, kind, und, mult, strike, log_strike, phi, sigma0, v0,
                         funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h,
-                        surf, skew, term, skew_ld, term_ld, out)
+                        surf, skew, term, skew_ld, term_ld, basis, bshock, basis_ld, out)
 
 
 def _f64(x) -> np.ndarray:
@@ -162,6 +172,8 @@ def unit_pnl(
     term_shock: np.ndarray | None = None,
     skew_loading: np.ndarray | None = None,
     term_loading: np.ndarray | None = None,
+    basis_shock: np.ndarray | None = None,
+    basis_loading: np.ndarray | None = None,
 ) -> np.ndarray:
     """USD P&L of one unit of each instrument in each scenario over the horizon.
 
@@ -197,6 +209,17 @@ def unit_pnl(
         (or no loadings): the vol is ``implied_vol x vol_shock``, exactly as without them.
     skew_loading, term_loading : ndarray, shape (n_instruments,), optional
         Each option's exposure to the two factors (missing ones are 0).
+    basis_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Additive shock ``db`` of each underlying's futures basis factor (fraction of the
+        price, :mod:`marginlab.models.basis`): a dated future of loading ``l`` is marked at
+        ``S' (1 + db l)`` at the horizon, so a linear future gains ``mult S' db l`` beside
+        ``mult (S' - S_0)`` and an inverse future's coin P&L is ``mult (1/S_0 - 1/F')``
+        with ``F' = S' (1 + db l)`` (today's basis enters neither: P&L depends on its change).
+        ``None`` (or no loadings): every future moves one for one with spot, bit for bit as
+        without it; instruments of loading 0 (spot, perpetuals, options) are never touched.
+    basis_loading : ndarray, shape (n_instruments,), optional
+        Each instrument's exposure ``l`` to its underlying's basis factor (linear and inverse
+        rows only; e.g. :func:`marginlab.models.basis.basis_loadings`).
 
     Returns
     -------
@@ -255,13 +278,33 @@ def unit_pnl(
     else:
         sk = tm = np.zeros((0, n_und))
         skl = tml = np.zeros(0)
+    basis = False
+    if basis_shock is not None and basis_loading is not None:
+        bsh = _f64(basis_shock)
+        if bsh.shape != prices.shape or not np.all(np.isfinite(bsh)):
+            raise ValueError(f"basis_shock must be finite with the shape of prices "
+                             f"{prices.shape}, got shape {bsh.shape}")
+        bld = _f64(np.where(opt, 0.0, np.broadcast_to(basis_loading, (n,))))
+        if not np.all(np.isfinite(bld)):
+            raise ValueError("basis_loading must be finite")
+        inv = (kind == KIND_INVERSE) & (bld != 0.0)
+        if inv.any():
+            worst = np.abs(bsh).max(axis=0)[und[inv]] * np.abs(bld[inv])
+            if worst.max() >= 1.0:
+                raise ValueError(f"basis_shock x basis_loading reaches {worst.max():g} on an "
+                                 "inverse future: its scenario mark S' (1 + db l) must stay > 0")
+        basis = bool(np.any(bld != 0.0))
+    else:
+        bsh = np.zeros((0, n_und))
+        bld = np.zeros(0)
     out = np.empty((n, n_scen))
     _unit_pnl_kernel(prices, np.log(prices), shock, s0, _f64(kind), und, mult, _f64(strike_o),
                      np.log(_f64(strike_o)), _f64(phi),
                      _f64(sig_o), _f64(np.where(opt, price, 0.0)), funding, _f64(dr_h),
                      _f64(carry_h), _f64(sqrt_h), bool(approx), _f64(np.where(opt, delta, 0)),
                      _f64(np.where(opt, gamma, 0)), _f64(np.where(opt, vega, 0)),
-                     _f64(np.where(opt, theta_h, zeros)), bool(surf), sk, tm, skl, tml, out)
+                     _f64(np.where(opt, theta_h, zeros)), bool(surf), sk, tm, skl, tml,
+                     bool(basis), bsh, bld, out)
     return out
 
 

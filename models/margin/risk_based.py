@@ -115,6 +115,11 @@ class MonteCarloMargin:
         Skew and term-structure shocks of the implied-vol surfaces (``monte_carlo_scenarios``,
         :mod:`marginlab.models.vol_surface`); ``skew_vol = term_vol = 0`` (default): none.
         Documented defaults to switch them on: 0.8, 0.5, 0.25, -0.6.
+    basis_vol, basis_price_corr : float
+        Futures basis factor (``monte_carlo_scenarios``, :mod:`marginlab.models.basis`):
+        annualised volatility of the 30-day-tenor basis move and its correlation with the
+        price's return; ``basis_vol = 0`` (default): futures move one for one with spot.
+        Measured for BTC (2-day MPOR): :data:`~marginlab.models.basis.BTC_BASIS_VOL` = 0.17.
 
     Raises
     ------
@@ -148,6 +153,8 @@ class MonteCarloMargin:
     skew_price_corr: float = DEFAULT_SKEW_PRICE_CORR
     term_vol: float = 0.0
     term_level_corr: float = DEFAULT_TERM_LEVEL_CORR
+    basis_vol: float = 0.0
+    basis_price_corr: float = 0.0
     uses_shared_scenarios = True  # compare() and the batch runner pass a shared ScenarioSet
 
     def __post_init__(self) -> None:
@@ -164,6 +171,8 @@ class MonteCarloMargin:
         if not isinstance(self.zero_drift, (bool, np.bool_)):
             raise TypeError(f"zero_drift must be a bool, got {self.zero_drift!r}")
         object.__setattr__(self, "move_cap", check_cap("move_cap", self.move_cap))
+        check_real("basis_vol", self.basis_vol, low=0.0, high=10.0)
+        check_real("basis_price_corr", self.basis_price_corr, low=-1.0, high=1.0)
         if isinstance(self.model, GARCH) and not self.model.has_state:
             raise ValueError(
                 "the GARCH model has no conditional-variance state (sigma2_0 was not given, "
@@ -187,7 +196,9 @@ class MonteCarloMargin:
                                    sampling=self.sampling, randomizations=self.randomizations,
                                    skew_vol=self.skew_vol, skew_price_corr=self.skew_price_corr,
                                    term_vol=self.term_vol,
-                                   term_level_corr=self.term_level_corr)
+                                   term_level_corr=self.term_level_corr,
+                                   basis_vol=self.basis_vol,
+                                   basis_price_corr=self.basis_price_corr)
         return cap_scenarios(sc, market.prices(sc.underlyings), self.move_cap)
 
     def compute(self, book: Any, market: MarketState, *,
@@ -216,7 +227,8 @@ def _ewma_vol(returns: np.ndarray, lam: float) -> np.ndarray:
 def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_days: int = 2,
                          lookback_days: int | None = 365, filtered: bool = False,
                          ewma_lambda: float = 0.94, stressed_window: tuple[Any, Any] | None = None,
-                         implied_vol: pd.DataFrame | None = None) -> ScenarioSet:
+                         implied_vol: pd.DataFrame | None = None,
+                         basis: pd.DataFrame | None = None) -> ScenarioSet:
     """Scenarios from observed MPOR returns: today's prices x exp(h-day log return).
 
     Parameters
@@ -242,6 +254,15 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
         observed ratio ``IV(t + h) / IV(t)`` over the same days as its return (the implied-vol
         surface's level moves as it did), not filtered; the series is forward-filled onto the
         price dates and a ratio without data at either end is 1. Default: vol shocks of 1.
+    basis : pandas.DataFrame, optional
+        Daily moves of the futures basis factor (fraction of the price, 30-day tenor), one
+        column per underlying (a subset of ``prices``' columns), indexed by date, e.g.
+        ``pd.DataFrame({"BTC": daily_basis_moves(cme_perp_basis())})``
+        (:mod:`marginlab.models.basis`). Each scenario's ``basis_shock`` is then the sum of
+        the moves dated in the same days ``(t, t + h]`` as its return (not filtered); days
+        without a move (weekends, holidays, rolls, before the series starts) count 0. The
+        CME-based moves are taken at the 20:00 UTC CME close, the daily prices at their own
+        close: the two windows are offset by those hours. Default: no basis moves.
     """
     if not isinstance(prices, pd.DataFrame) or prices.shape[1] == 0:
         raise TypeError("prices must be a DataFrame of closes, one column per underlying")
@@ -264,19 +285,48 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
     hret = csum[h:] - csum[:-h]  # return over days (t, t+h], labelled by its last date
     hdates = dates[h - 1:]
     vratio = _vol_ratios(implied_vol, p, h)
+    bmove = _basis_moves(basis, p, h)
     if stressed_window is not None:
         lo, hi = stressed_window
         keep = (hdates >= pd.Timestamp(lo)) & (hdates <= pd.Timestamp(hi))
         hret, vratio = hret[keep], vratio[keep]
+        bmove = None if bmove is None else bmove[keep]
     elif lookback_days is not None:
         if not isinstance(lookback_days, int) or lookback_days < 1:
             raise ValueError(f"lookback_days must be an int >= 1 or None, got {lookback_days!r}")
         hret, vratio = hret[-lookback_days:], vratio[-lookback_days:]
+        bmove = None if bmove is None else bmove[-lookback_days:]
     if hret.shape[0] < 2:
         raise ValueError("fewer than 2 historical scenarios in the chosen window")
     und = tuple(str(c).upper() for c in p.columns)
     s0 = market.prices(und)
-    return ScenarioSet(und, s0 * np.exp(hret), vratio, h / 365.0)
+    return ScenarioSet(und, s0 * np.exp(hret), vratio, h / 365.0, basis_shock=bmove)
+
+
+def _basis_moves(basis: Any, p: pd.DataFrame, h: int) -> np.ndarray | None:
+    """Sum of the daily basis moves dated in ``(t, t + h]`` per h-day return row and column
+    of ``p`` (None without ``basis``)."""
+    if basis is None:
+        return None
+    if not isinstance(basis, pd.DataFrame):
+        raise TypeError(f"basis must be a DataFrame of daily basis moves (one column per "
+                        f"underlying), got {type(basis).__name__}")
+    cols = {str(c).upper(): c for c in p.columns}
+    out = np.zeros((p.shape[0] - h, p.shape[1]))
+    for c in basis.columns:
+        if str(c).upper() not in cols:
+            raise ValueError(f"basis column {c!r} is not a column of prices {list(p.columns)}")
+        m = basis[c].astype(float).dropna()
+        if np.any(~np.isfinite(m.to_numpy())):
+            raise ValueError(f"basis[{c!r}] must be finite")
+        if not m.index.is_unique:
+            raise ValueError(f"basis[{c!r}] has repeated dates")
+        # cumulative moves up to each price date; the move over (t, t + h] is a difference
+        cum = m.sort_index().cumsum()
+        at = cum.reindex(cum.index.union(p.index)).ffill().reindex(p.index).fillna(0.0)
+        a = at.to_numpy()
+        out[:, list(cols).index(str(c).upper())] = a[h:] - a[:-h]
+    return out
 
 
 def _vol_ratios(implied_vol: Any, p: pd.DataFrame, h: int) -> np.ndarray:
@@ -325,6 +375,10 @@ class HistoricalMargin:
     implied_vol : pandas.DataFrame, optional
         Daily implied-vol levels per underlying (e.g. DVOL): the scenarios' vol shocks are
         their observed h-day ratios (see :func:`historical_scenarios`). Default: none.
+    basis : pandas.DataFrame, optional
+        Daily futures-basis moves per underlying (e.g. ``daily_basis_moves``): the scenarios'
+        basis shocks are their sums over the same days (see :func:`historical_scenarios`).
+        Default: none (futures move one for one with spot).
     """
 
     prices: pd.DataFrame
@@ -337,6 +391,7 @@ class HistoricalMargin:
     mm_fraction: float = 0.5
     name: str = "HS ES"
     implied_vol: pd.DataFrame | None = None
+    basis: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         _check_measure(self.measure)
@@ -350,7 +405,7 @@ class HistoricalMargin:
         return historical_scenarios(self.prices, market, horizon_days=self.horizon_days,
                                     lookback_days=lb, filtered=self.filtered,
                                     ewma_lambda=self.ewma_lambda, stressed_window=stressed_window,
-                                    implied_vol=self.implied_vol)
+                                    implied_vol=self.implied_vol, basis=self.basis)
 
     def compute(self, book: Any, market: MarketState, *,
                 scenarios: ScenarioSet | None = None) -> MarginResult:
