@@ -109,6 +109,15 @@ class DeribitLike:
     **Roll shock** ``RS = sum_{futures, perpetuals} |notional_j| x max(a_min, a x T_j)``
     (``T_j`` years to expiry, 0 for perpetuals; notional ``q m S`` linear, ``q F`` inverse):
     long and short futures each add, so offsetting futures pay for their basis risk.
+    This roll shock is Deribit's documented futures treatment (the ``annualised_move_risk``
+    and ``min_annualised_move`` currency parameters of ``private/pme/simulate``; its earlier
+    portfolio-margin page charged a flat "contingency component of 1 % of underlying value
+    for offsetting futures"): the grid itself moves every future and perpetual one for one
+    with spot (Deribit's risk vectors show no basis dimension), so a calendar spread's
+    worst case is exactly 0 and its IM the two legs' roll shocks, e.g. long 10 BTC
+    quarterly (T = 0.25) against short 10 BTC perpetual at 60,000:
+    ``600,000 x (max(0.01, 0.1 x 0.25) + 0.01) = 21,000`` USD. The scenario basis factor of
+    the risk-based methods (``ScenarioSet.basis_shock``) is not applied on this grid.
 
     ``IM_u = W + RS``, ``IM = sum_u IM_u`` (segregated: no offset between underlyings),
     ``MM = mm_fraction x IM``. For a linear perpetual of notional ``N`` alone:

@@ -203,3 +203,21 @@ def test_measured_basis_vol_and_daily_moves_on_the_shared_data():
     m = daily_basis_moves(f)
     assert m.index.is_unique and len(m) > 500
     assert m.std() * math.sqrt(365) == pytest.approx(basis_vol(f, 1), rel=1e-12)
+
+
+def test_deribit_calendar_spread_is_its_roll_shocks_with_an_exact_zero_scan():
+    """Hand arithmetic (Deribit's documented roll shock): long 10 BTC quarterly against short
+    10 BTC perpetual at 60,000, and the inverse pair of 6,000 x 100 USD faces: the grid's
+    worst case is exactly 0 (no 1e-13) and IM = 600,000 x (max(0.01, 0.1 x 0.25) + 0.01)
+    = 21,000 for each."""
+    from marginlab.models.margin.grid import DeribitLike
+
+    inst = pd.concat([INSTR, pd.DataFrame([("BTC-IP", "inverse_perp", "BTC", NAN, 100.0, NAN,
+                                            NAN, None)], columns=COLS)], ignore_index=True)
+    pos = pd.DataFrame([("cal", "BTC-Q", 10.0, 60_000.0), ("cal", "BTC-PERP", -10.0, 60_000.0),
+                        ("ical", "BTC-IQ", 6_000.0, 60_000.0),
+                        ("ical", "BTC-IP", -6_000.0, 60_000.0)],
+                       columns=["account_id", "instrument_id", "quantity", "entry_price"])
+    res = DeribitLike().compute(Book.from_frames(inst, pos), MARKET)
+    assert np.all(res.details["worst_case"] == 0.0)
+    np.testing.assert_allclose(res.im, [21_000.0, 21_000.0], rtol=1e-12)
