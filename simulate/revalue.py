@@ -19,6 +19,10 @@ value ``mult V``; coin-settled options have the same USD value, their premium in
 ``V / S``). Options are priced with Black-76 on the forward ``S e^{r tau}`` (Black-Scholes with
 zero yield) at the scenario price, implied vol ``sigma0 x shock`` and remaining life
 ``tau - horizon``; an option that expires within the horizon pays its intrinsic value.
+With a basis shock (``basis_shock``, ``basis_loading``), a dated future is marked at
+``S_T (1 + db l)`` instead of ``S_T``: one additive basis factor ``db`` per underlying and
+scenario, the instrument's tenor loading ``l`` (0 for spot, perpetuals and options, which are
+then computed exactly as without it).
 
 Risk estimators (losses are ``-P&L``, positive is bad), for ``n`` scenarios and level ``a``:
 VaR is the ``ceil(n a)``-th smallest loss; ES is the Acerbi-Tasche estimator, the mean of the
