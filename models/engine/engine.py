@@ -721,7 +721,8 @@ class MarginEngine(ScenarioMixin, MarksMixin, OrdersMixin, MethodMixin, ReadingM
             vol = dict(self.market.vol)
             if vols:
                 vol.update({str(k).upper(): v for k, v in vols.items()})
-            market = MarketState(spot=spot, vol=vol, rate=self.market.rate)  # validates
+            market = MarketState(spot=spot, vol=vol, rate=self.market.rate,  # validates
+                                 surfaces=self.market.surfaces)
             t_sec = _time_seconds(time)
             saved = (self._tick, self._time, self.market, self._spot, self._value, self._scale)
             try:

@@ -327,3 +327,22 @@ def test_constructor_validation(synth):
         RemarginPolicy(every_ticks=0)
     with pytest.raises(ValueError, match="measure"):
         MarginEngine(_hand_book(), HAND_MARKET, scenarios=_hand_scenarios(), measure="cvar")
+
+
+def test_full_remargin_keeps_the_vol_surfaces(synth):
+    """Oracle: MonteCarloMargin.compute at the new spots on a market with the same implied-vol
+    surfaces, after a forced full re-margin (a market update must not drop the surfaces)."""
+    from marginlab.models.vol_surface import VolSurface
+
+    book, market, mc = synth
+    surfaces = {u: VolSurface.ssvi(market.vol[u], rho=-0.3, eta=1.0, term_slope=-0.1)
+                for u in book.underlyings}
+    base = MarketState(spot=market.spot, vol=market.vol, surfaces=surfaces)
+    eng = MarginEngine(book, base, mc)
+    prices = {u: market.spot[u] * 1.05 for u in book.underlyings}
+    assert eng.update_market(prices, full=True).full
+    res = mc.compute(book, MarketState(spot={**market.spot, **prices}, vol=market.vol,
+                                       surfaces=surfaces))
+    flat = mc.compute(book, MarketState(spot={**market.spot, **prices}, vol=market.vol))
+    assert np.array_equal(eng.to_frame()["im"], res.im)
+    assert not np.array_equal(res.im, flat.im)
