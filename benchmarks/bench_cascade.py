@@ -52,7 +52,8 @@ BOOK = dict(leverage=(4.0, 0.7), notional=(5_000.0, 1.0), max_leverage=50.0)
 RULES = LiquidationRules(maintenance={"BTC": 0.005, "ETH": 0.005}, liquidation_fee=0.005,
                          insurance_fund=1e6)
 # Depth: USD within ~2 % of mid; a liquidation of one depth moves the price 2 % + 1 %.
-IMPACT = PriceImpact(depth={"BTC": 3e8, "ETH": 1e8}, linear=0.02, sqrt=0.01, half_life=HOUR)
+IMPACT = PriceImpact(depth={"BTC": 3e8, "ETH": 1e8}, linear=0.02, sqrt=0.01,
+                      half_life_days=1 / 24)
 MiB = 1024.0**2
 
 
@@ -102,7 +103,7 @@ def setup(ctx: Context) -> Setup:
         market = MarketState(spot=SPOT)
         res = simulate_liquidations(book, market, MODEL, rules=RULES, impact=IMPACT,
                                     n_paths=256, n_steps=s.n_steps, seed=SEED,
-                                    horizon=s.n_steps * HOUR, record=0)  # compiles
+                                    horizon_days=s.n_steps / 24, record=0)  # compiles
         from marginlab.models.liquidation import _convert
 
         conv = _convert(book, market, RULES, s.n_steps * HOUR, "fast")
@@ -173,7 +174,7 @@ def bench_api(ctx: Context) -> list[Row]:
     def api():
         res = simulate_liquidations(st.book, st.market, MODEL, rules=RULES, impact=IMPACT,
                                     n_paths=s.n_paths, n_steps=s.n_steps, seed=SEED,
-                                    horizon=s.n_steps * HOUR, record=0)
+                                    horizon_days=s.n_steps / 24, record=0)
         res.summary()
         res.to_frame()
 
@@ -209,7 +210,7 @@ def bench_general(ctx: Context) -> list[Row]:
     book = perp_book(s.general_accounts, SEED + 1, spot=SPOT, **BOOK)
     market = MarketState(spot=SPOT)
     kw = dict(rules=RULES, impact=IMPACT, n_paths=s.general_paths, n_steps=s.n_steps,
-              seed=SEED, horizon=s.n_steps * HOUR, record=0)
+              seed=SEED, horizon_days=s.n_steps / 24, record=0)
     numba.set_num_threads(ctx.threads)
     res = {}
 
@@ -244,10 +245,10 @@ if {cascade}:
     rules = LiquidationRules(maintenance={{"BTC": 0.005, "ETH": 0.005}},
                              liquidation_fee=0.005, insurance_fund=1e6)
     impact = PriceImpact(depth={{"BTC": 3e8, "ETH": 1e8}}, linear=0.02, sqrt=0.01,
-                         half_life=hour)
+                         half_life_days=1 / 24)
     res = simulate_liquidations(book, MarketState(spot=spot), model, rules=rules,
                                 impact=impact, n_paths={n_paths}, n_steps={n_steps},
-                                horizon={n_steps} * hour, seed=1, record=0)
+                                horizon_days={n_steps} / 24, seed=1, record=0)
     print(float(res.column("liquidations").mean()))
 else:
     p = simulate_paths(model, np.array([60000.0, 3000.0]), n_steps={n_steps}, dt=hour,
