@@ -602,21 +602,18 @@ def config_from_dict(data: dict[str, Any], base_dir: str | os.PathLike[str] = ".
             problems.append("cluster.scheduler: TLS settings need a tls:// address")
     if not cfg.run.output.strip():
         problems.append("run.output: must name a folder")
+    precise = cfg.run.precision_target is not None
     for i, m in enumerate(cfg.methods):
         if isinstance(m, MonteCarloMethod) and m.params.sampling == "qmc":
-            r = m.params.randomizations or 16
-            if cfg.scenarios.n_scenarios % r:
-                problems.append(f"methods[{i}].params.randomizations: {r} must divide "
-                                f"scenarios.n_scenarios = {cfg.scenarios.n_scenarios}")
-    if cfg.run.precision_target is not None:
+            r = m.params.randomizations or 16  # MonteCarloMargin's default
+            for key, n in (("scenarios.n_scenarios", cfg.scenarios.n_scenarios),
+                           ("run.max_scenarios", cfg.run.max_scenarios if precise else r)):
+                if n % r:
+                    problems.append(f"methods[{i}].params.randomizations: {r} must divide "
+                                    f"{key} = {n}")
+    if precise:
         if not any(m.type == "monte_carlo" for m in cfg.methods):
             problems.append("run.precision_target: needs a monte_carlo method")
-        for i, m in enumerate(cfg.methods):
-            if isinstance(m, MonteCarloMethod) and m.params.sampling == "qmc":
-                r = m.params.randomizations or 16
-                if cfg.run.max_scenarios % r:
-                    problems.append(f"run.max_scenarios: must be a multiple of "
-                                    f"methods[{i}].params.randomizations = {r}")
         if cfg.run.max_scenarios < cfg.scenarios.n_scenarios:
             problems.append(f"run.max_scenarios: {cfg.run.max_scenarios} is below "
                             f"scenarios.n_scenarios = {cfg.scenarios.n_scenarios} (the first "
