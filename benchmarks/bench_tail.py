@@ -9,10 +9,20 @@ the benchmark book of ``bench_revalue`` (``make_book``, correlated GBM on BTC / 
 long BTC perpetual) valued on the same scenario sets. The cost per scenario is the time of
 ``monte_carlo_scenarios`` + ``portfolio_risk`` (allocation included) over the scenario count,
 each design timed interleaved with plain Monte Carlo in the same run.
+
+The precision-targeted run (``precision.<design>``) is the batch runner
+(:func:`marginlab.models.runner.run_batch`, ``[run] precision_target``) on the embedded
+default configuration (``marginlab.models.demo.default_config``, a synthetic book, GBM on
+BTC / ETH / SOL with vol shocks) with the Monte Carlo ES 99 % method only, once with
+``sampling = "plain"`` and once with a variance-reduced design, each in a fresh subprocess:
+the scenario count the precision search settles on and the wall time of the whole run
+(search, compute and output). The ratio is design / plain at the same precision target.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -21,7 +31,7 @@ import pandas as pd
 
 from marginlab.models import Book, monte_carlo_scenarios, portfolio_risk, revalue
 
-from ._harness import Benchmark, Context, Row, Target, new_context
+from ._harness import Benchmark, Context, Row, Target, new_context, peak_rss
 from .bench_revalue import HORIZON_DAYS, VOL_OF_VOL, make_pipeline
 
 SUBJECT = "tail"
@@ -42,12 +52,21 @@ class Sizes:
     cost_accounts: int
     cost_scenarios: int
     cost_repeat: int
+    run_accounts: int  # precision-targeted batch run
+    run_start: int  # first scenario count of the precision search
+    run_max: int
+    run_target: float  # ES standard error <= target x ES ...
+    run_share: float  # ... on this share of the judged accounts
+    run_warm: bool  # warm-up runs first (compile time not counted)
 
 
 FULL = Sizes(accounts=1_000, scenarios=4_096, reps=60, cost_accounts=20_000,
-             cost_scenarios=8_192, cost_repeat=3)
+             cost_scenarios=8_192, cost_repeat=3, run_accounts=100_000, run_start=4_096,
+             run_max=262_144, run_target=0.02, run_share=0.99, run_warm=True)
 QUICK = Sizes(accounts=60, scenarios=1_024, reps=4, cost_accounts=300, cost_scenarios=1_024,
-              cost_repeat=1)
+              cost_repeat=1, run_accounts=200, run_start=1_024, run_max=8_192, run_target=0.05,
+              run_share=0.9, run_warm=False)
+RUN_DESIGNS = {"qmc": {"sampling": "qmc", "randomizations": 8}}
 
 
 def make_context(quick: bool) -> Context:
@@ -163,7 +182,85 @@ def bench_cost(ctx: Context) -> list[Row]:
     return rows
 
 
+_RUN_SNIPPET = """\
+import json, os, time
+from marginlab.models.config import config_from_dict
+from marginlab.models.demo import default_config
+from marginlab.models.runner import run_batch
+
+def run(params, accounts, tag):
+    out = os.path.join({out!r}, tag)
+    cfg = default_config(out + "/run", accounts=accounts, n_scenarios={start})
+    cfg["methods"] = [{{"type": "monte_carlo", "name": "MC ES 99%", "measure": "es",
+                        "level": 0.99, "params": params}}]
+    cfg["run"].update(account_block={block}, memory_budget_mb=8000,
+                      precision_target={target}, precision_share={share},
+                      max_scenarios={max_n})
+    cfg = config_from_dict(cfg, out)
+    t = time.perf_counter()
+    res = run_batch(cfg, progress=False)
+    return {{"wall": time.perf_counter() - t, "precision": res.info["precision"],
+             "timings": res.info["timings_s"]}}
+
+designs = {designs!r}
+for label, params in designs.items() if {warm} else ():  # compile, warm up on a tiny book
+    run(params, 50, "warm-" + label)
+print(json.dumps({{label: run(params, {accounts}, label) for label, params in designs.items()}}))
+"""
+
+
+def _precision_runs(ctx: Context) -> dict:
+    """Every design's precision-targeted run, one after the other in one fresh process
+    (full size: after a warm-up run of each on a 50-account book, so compile time is not
+    counted)."""
+    s = ctx.sizes
+
+    def run():
+        with tempfile.TemporaryDirectory() as tmp:
+            designs = {"plain": {"sampling": "plain"}, **RUN_DESIGNS}
+            snippet = _RUN_SNIPPET.format(
+                out=tmp, accounts=s.run_accounts, start=s.run_start, designs=designs,
+                block=max(1, min(20_000, s.run_accounts // 4)), target=s.run_target,
+                share=s.run_share, max_n=s.run_max, warm=s.run_warm)
+            _, out = peak_rss(snippet, timeout=7200.0)
+        return json.loads(out.strip().splitlines()[-1])
+
+    return ctx.memo("runs", run)
+
+
+def bench_precision(ctx: Context) -> list[Row]:
+    s = ctx.sizes
+    runs = _precision_runs(ctx)
+    plain = runs["plain"]
+    n_plain = plain["precision"]["history"][-1][0]
+    rows = [Row("precision.plain scenarios", n_plain, "scenarios", n_plain, "itself", 1.0),
+            Row("precision.plain wall time", plain["wall"], "s", plain["wall"], "itself", 1.0)]
+    hist = {"plain": plain["precision"]["history"]}
+    for label in RUN_DESIGNS:
+        r = runs[label]
+        n = r["precision"]["history"][-1][0]
+        hist[label] = r["precision"]["history"]
+        rows.append(Row(f"precision.{label} scenarios", n, "scenarios", n_plain,
+                        "plain MC, same target", n / n_plain))
+        rows.append(Row(f"precision.{label} wall time", r["wall"], "s", plain["wall"],
+                        "plain MC, same target", r["wall"] / plain["wall"]))
+    ctx.notes.append(
+        f"Precision-targeted runs: `run_batch` on `default_config(accounts="
+        f"{s.run_accounts:,})` with the MC ES 99 % method only, `precision_target = "
+        f"{s.run_target}` on `precision_share = {s.run_share}` of the judged accounts "
+        f"(2,000 evenly spaced accounts by default), counts doubled from {s.run_start:,} up "
+        f"to {s.run_max:,}; wall time of the whole run (search + compute + outputs), the "
+        "designs one after the other in one fresh process"
+        + (" after a warm-up run of each on 50 accounts" if s.run_warm else "")
+        + ". Search history (scenarios, share of accounts meeting the target): "
+        + "; ".join(f"{k}: " + ", ".join(f"{n:,} -> {w:.3f}" for n, w in v)
+                    for k, v in hist.items()) + ".")
+    return rows
+
+
 BENCHMARKS = [
     Benchmark("vrf", bench_vrf, "variance reduction factor of ES 99 % vs plain MC"),
     Benchmark("cost", bench_cost, "cost per scenario of QMC / mixture vs plain MC"),
+    Benchmark("precision", bench_precision,
+              "precision-targeted batch run: scenario count and wall time vs plain MC"),
 ]

@@ -1,10 +1,11 @@
 """The fused per-account kernel for weighted scenarios (estimators: :mod:`.weighted`).
 
 Per account: the loss vector from the unit P&L and the CSR holdings (as the unweighted
-kernel of :mod:`.revalue`), then a partial selection: the ``m`` largest losses (a
-threshold from ``numpy.partition``) are gathered with their scenarios and masses, and
+kernel of :mod:`.revalue`), then a partial selection: about the ``m`` largest losses (a
+threshold from the order statistic of a subsample of about 1,024 losses) are gathered with
+their scenarios and masses, and
 weighted quickselects in the ranking order (loss descending, scenario ascending) place
-each level's VaR and Woodruff bounds, no sort. ``m`` starts at ``m0`` and doubles until the
+each level's VaR and Woodruff bounds, no sort. ``m`` starts at ``m0`` and grows until the
 candidates reach every rank an estimate needs, so the result equals the sort-based reference of
 :func:`marginlab.simulate.weighted.weighted_var_es`. Each account is computed alone in its
 own buffers: results do not depend on threads or account blocks.
@@ -19,6 +20,7 @@ import numpy as np
 from ._numba import inline_kernel, kernel, parallel_kernel, prange
 
 _ACC_BLOCK = 64
+_SUB = 1024  # subsample size of the candidate threshold (_threshold)
 
 MASS_SNAP = 1e-10
 """Cumulative masses within this of the tail mass count as equal to it (the VaR is the next
@@ -77,6 +79,25 @@ def _wselect(cv, ci, cp, lo, hi, acc, target):
 
 
 @kernel
+def _threshold(loss, sub, m, stride):
+    # A loss threshold with about m losses at or above it: the matching order statistic of
+    # the subsample loss[::stride] (one partition of n / stride values instead of n), padded
+    # by 25 % and 8 subsample ranks against its sampling error; -inf (every scenario) when
+    # that reaches the whole subsample. Any threshold is correct: the candidates, all losses
+    # >= it, are the first ones in the ranking order, and the caller doubles m (lowers the
+    # threshold) until they hold every rank an estimate needs.
+    n_sub = sub.shape[0]
+    k = (m * 5) // (4 * stride) + 8
+    if k >= n_sub:
+        return -np.inf
+    j = 0
+    for s in range(0, loss.shape[0], stride):
+        sub[j] = loss[s]
+        j += 1
+    return np.partition(sub, n_sub - k)[n_sub - k]
+
+
+@kernel
 def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                      alloc, out_var, out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var,
                      out_alloc_es):
@@ -87,6 +108,8 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
     ci = np.empty(n, np.int64)
     cp = np.empty(n)
     res = np.empty((n_levels, 5))
+    stride = max(1, n // _SUB)
+    sub = np.empty((n + stride - 1) // stride)
     for acc in range(a_lo, a_hi):
         loss[:] = 0.0
         for k in range(indptr[acc], indptr[acc + 1]):
@@ -96,21 +119,25 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                 loss[s] -= q * U[row, s]
         m = m0
         while True:
-            thr = np.partition(loss, n - m)[n - m] if m < n else -np.inf
+            thr = _threshold(loss, sub, m, stride)
             nc = 0
+            mass = 0.0
             for s in range(n):
                 if loss[s] >= thr:
                     cv[nc] = loss[s]
                     ci[nc] = s
                     cp[nc] = p[s]
+                    mass += p[s]
                     nc += 1
             ok = True
+            need = 0.0
             for li in range(n_levels):
                 b = beta[li]
                 a = 1.0 - b
                 ts = _wselect(cv, ci, cp, 0, nc, 0.0, b + MASS_SNAP)
                 if ts < 0:
                     ok = False
+                    need = b + MASS_SNAP
                     break
                 p2t = 0.0
                 m_ts = 0.0
@@ -128,8 +155,9 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                         v_lo = cv[ts]
                     else:
                         t_lo = _wselect(cv, ci, cp, ts + 1, nc, m_ts + cp[ts], lo_m)
-                        if t_lo < 0 and m < n:
+                        if t_lo < 0 and nc < n:
                             ok = False
+                            need = lo_m
                             break
                         if t_lo >= 0:
                             v_lo = cv[t_lo]
@@ -164,9 +192,11 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                             ce += cp[t] * (-q * U[row, ci[t]] - base)
                         out_alloc_var[li, k] = base
                         out_alloc_es[li, k] = base + ce / b
-            if ok or m >= n:
+            if ok or nc >= n:
                 break
-            m = min(n, 2 * m)
+            # Too few candidates for tail mass ``need``: extrapolate their count from their
+            # mass (+25 %), at least 1.5 m.
+            m = max(m + m // 2, int(1.25 * nc * need / max(mass, 1e-300)) + 16)
         for li in range(n_levels):
             out_var[li, acc] = res[li, 0]
             out_es[li, acc] = res[li, 1]
@@ -178,9 +208,14 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
 @parallel_kernel
 def _account_kernel_w(U, indptr, indices, qty, p, p2, beta, z, m0, alloc, out_var,
                       out_es, out_var_lo, out_var_hi, out_es_se, out_alloc_var, out_alloc_es):
+    # First candidate count: at most m0, about twice the plain tail count of the largest
+    # tail mass (enough when the weights are near-equal); under importance sampling the tail
+    # holds more scenarios of smaller mass and the count grows from the candidates' mass,
+    # cheaper than gathering (and selecting among) a generous m0 for every account.
     n_acc = indptr.shape[0] - 1
+    m_start = min(m0, max(64, int(2.0 * beta.max() * U.shape[1]) + 1))
     n_blocks = (n_acc + _ACC_BLOCK - 1) // _ACC_BLOCK
     for b in prange(n_blocks):
         _account_block_w(b * _ACC_BLOCK, min((b + 1) * _ACC_BLOCK, n_acc), U, indptr, indices,
-                         qty, p, p2, beta, z, m0, alloc, out_var, out_es,
+                         qty, p, p2, beta, z, m_start, alloc, out_var, out_es,
                          out_var_lo, out_var_hi, out_es_se, out_alloc_var, out_alloc_es)
