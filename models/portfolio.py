@@ -130,7 +130,8 @@ def _instrument_arrays(book: Book, market: MarketState, scenarios: ScenarioSet,
                 is_call=inst["option_type"].to_numpy(str) == "call", implied_vol=vol,
                 funding=funding, skew_loading=np.where(is_opt, skew_ld, 0.0),
                 term_loading=np.where(is_opt, term_ld, 0.0),
-                basis_loading=np.where(covered, basis_loadings(types, expiry), 0.0)), s0
+                basis_loading=np.where(covered, basis_loadings(types, expiry), 0.0),
+                funding_loading=np.where(is_perp & covered, 1.0, 0.0)), s0
 
 
 instrument_arrays = _instrument_arrays
@@ -158,7 +159,7 @@ def revalue(book: Book, market: MarketState, scenarios: ScenarioSet, *,
     u_inst = unit_pnl(scenarios.prices, scenarios.vol_shock, s0, horizon=scenarios.horizon,
                       rate=market.rate, approx=approx, skew_shock=scenarios.skew_shock,
                       term_shock=scenarios.term_shock, basis_shock=scenarios.basis_shock,
-                      **arrays)
+                      funding_shock=scenarios.funding_shock, **arrays)
     rows = [u_inst]
     for asset in book.assets:
         if asset in STABLECOINS:

@@ -157,6 +157,10 @@ class ScenarioSet:
         price, :mod:`marginlab.models.basis`): a dated future of loading
         ``l = sqrt(tau / 30 days)`` is marked at ``S' (1 + db l)``; perpetuals, spot and
         options are unaffected. ``None``: futures move one for one with spot.
+    funding_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Extra funding a long perpetual pays over the horizon per unit of notional, beyond
+        its ``funding_rate`` (historical simulation: the observed funding-rate moves summed
+        over the horizon's settlements). ``None``: funding as the book's rates say.
     """
 
     underlyings: tuple[str, ...]
@@ -170,6 +174,7 @@ class ScenarioSet:
     skew_shock: np.ndarray | None = None
     term_shock: np.ndarray | None = None
     basis_shock: np.ndarray | None = None
+    funding_shock: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         und = tuple(str(u).upper() for u in self.underlyings)
@@ -203,7 +208,7 @@ class ScenarioSet:
         object.__setattr__(self, "prices", p)
         object.__setattr__(self, "vol_shock", v)
         object.__setattr__(self, "labels", tuple(self.labels))
-        for name in ("skew_shock", "term_shock", "basis_shock"):
+        for name in ("skew_shock", "term_shock", "basis_shock", "funding_shock"):
             x = getattr(self, name)
             if x is None:
                 continue

@@ -71,7 +71,7 @@ def _black_forward(s, k, logm, dr, carry_t, sqrt_t, sigma, phi):
 def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, strike,
                     log_strike, phi, sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta,
                     gamma, vega, theta_h, surf, skew, term, skew_ld, term_ld, basis, bshock,
-                    basis_ld, out):
+                    basis_ld, fshock, fund_ld, out):
     n_instr = kind.shape[0]
     for j in range(n_instr):
         a = und[j]
@@ -82,9 +82,13 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
             s = prices[i, a]
             if k == KIND_LINEAR:
                 out[j, i] = m * (s - base) - funding[j]
-                if basis and basis_ld[j] != 0.0:
-                    # dated future marked at S' (1 + db): its basis move on the notional
-                    out[j, i] += m * s * (bshock[i, a] * basis_ld[j])
+                if basis:
+                    if basis_ld[j] != 0.0:
+                        # dated future marked at S' (1 + db): its basis move on the notional
+                        out[j, i] += m * s * (bshock[i, a] * basis_ld[j])
+                    if fund_ld[j] != 0.0:
+                        # perpetual: extra funding df per unit of notional, USD now
+                        out[j, i] -= m * base * (fshock[i, a] * fund_ld[j])
             elif k == KIND_INVERSE:
                 ratio = s / base
                 if basis and basis_ld[j] != 0.0:
@@ -93,6 +97,9 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
                         - funding[j] * ratio
                 else:
                     out[j, i] = m * (ratio - 1.0) - funding[j] * ratio
+                if basis and fund_ld[j] != 0.0:
+                    # extra funding in coin (m df / S0) at the scenario price
+                    out[j, i] -= m * (fshock[i, a] * fund_ld[j]) * ratio
             elif approx:
                 ds = s - base
                 f = shock[i, a]
@@ -114,14 +121,15 @@ def _unit_pnl_block(lo, hi, prices, log_prices, shock, s0, kind, und, mult, stri
 def _unit_pnl_kernel(prices, log_prices, shock, s0, kind, und, mult, strike, log_strike, phi,
                      sigma0, v0, funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega,
                      theta_h, surf, skew, term, skew_ld, term_ld, basis, bshock, basis_ld,
-                     out):
+                     fshock, fund_ld, out):
     n = prices.shape[0]
     n_blocks = (n + _SCEN_BLOCK - 1) // _SCEN_BLOCK
     for b in prange(n_blocks):
         _unit_pnl_block(b * _SCEN_BLOCK, min((b + 1) * _SCEN_BLOCK, n), prices, log_prices,
                         shock, s0, kind, und, mult, strike, log_strike, phi, sigma0, v0,
                         funding, dr_h, carry_h, sqrt_h, approx, delta, gamma, vega, theta_h,
-                        surf, skew, term, skew_ld, term_ld, basis, bshock, basis_ld, out)
+                        surf, skew, term, skew_ld, term_ld, basis, bshock, basis_ld, fshock,
+                        fund_ld, out)
 
 
 def _f64(x) -> np.ndarray:
@@ -178,6 +186,8 @@ def unit_pnl(
     term_loading: np.ndarray | None = None,
     basis_shock: np.ndarray | None = None,
     basis_loading: np.ndarray | None = None,
+    funding_shock: np.ndarray | None = None,
+    funding_loading: np.ndarray | None = None,
 ) -> np.ndarray:
     """USD P&L of one unit of each instrument in each scenario over the horizon.
 
@@ -224,6 +234,13 @@ def unit_pnl(
     basis_loading : ndarray, shape (n_instruments,), optional
         Each instrument's exposure ``l`` to its underlying's basis factor (linear and inverse
         rows only; e.g. :func:`marginlab.models.basis.basis_loadings`).
+    funding_shock : ndarray, shape (n_scenarios, n_underlyings), optional
+        Extra funding ``df`` paid by a long perpetual over the horizon per unit of notional
+        (e.g. a historical change of the funding rate summed over the horizon's
+        settlements): a linear row of loading ``f`` pays ``mult S_0 df f`` USD more, an
+        inverse one ``mult df f / S_0`` coin more (worth ``mult df f S'/S_0`` USD).
+    funding_loading : ndarray, shape (n_instruments,), optional
+        1 for perpetuals, 0 for the rest (options never). ``None``: no funding moves.
 
     Returns
     -------
@@ -283,6 +300,17 @@ def unit_pnl(
         sk = tm = np.zeros((0, n_und))
         skl = tml = np.zeros(0)
     basis = False
+    bsh = fsh = np.zeros((0, n_und))
+    bld = fld = np.zeros(0)
+    if funding_shock is not None and funding_loading is not None:
+        fsh = _f64(funding_shock)
+        if fsh.shape != prices.shape or not np.all(np.isfinite(fsh)):
+            raise ValueError(f"funding_shock must be finite with the shape of prices "
+                             f"{prices.shape}, got shape {fsh.shape}")
+        fld = _f64(np.where(opt, 0.0, np.broadcast_to(funding_loading, (n,))))
+        if not np.all(np.isfinite(fld)):
+            raise ValueError("funding_loading must be finite")
+        basis = bool(np.any(fld != 0.0))
     if basis_shock is not None and basis_loading is not None:
         bsh = _f64(basis_shock)
         if bsh.shape != prices.shape or not np.all(np.isfinite(bsh)):
@@ -297,10 +325,12 @@ def unit_pnl(
             if worst.max() >= 1.0:
                 raise ValueError(f"basis_shock x basis_loading reaches {worst.max():g} on an "
                                  "inverse future: its scenario mark S' (1 + db l) must stay > 0")
-        basis = bool(np.any(bld != 0.0))
-    else:
-        bsh = np.zeros((0, n_und))
-        bld = np.zeros(0)
+        basis = basis or bool(np.any(bld != 0.0))
+    if basis:  # both factors in one flag: the absent one is zero (never read)
+        if bld.size == 0:
+            bsh, bld = np.zeros((1, n_und)), np.zeros(n)
+        if fld.size == 0:
+            fsh, fld = np.zeros((1, n_und)), np.zeros(n)
     out = np.empty((n, n_scen))
     _unit_pnl_kernel(prices, np.log(prices), shock, s0, _f64(kind), und, mult, _f64(strike_o),
                      np.log(_f64(strike_o)), _f64(phi),
@@ -308,7 +338,7 @@ def unit_pnl(
                      _f64(carry_h), _f64(sqrt_h), bool(approx), _f64(np.where(opt, delta, 0)),
                      _f64(np.where(opt, gamma, 0)), _f64(np.where(opt, vega, 0)),
                      _f64(np.where(opt, theta_h, zeros)), bool(surf), sk, tm, skl, tml,
-                     bool(basis), bsh, bld, out)
+                     bool(basis), bsh, bld, fsh, fld, out)
     return out
 
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marginlab.simulate.rng import normalize_seed
+
 from .._validate import check_real
 from ..market import GARCH, with_zero_drift
 from ..move_cap import DEFAULT_MOVE_CAP, cap_scenarios, check_cap
@@ -87,8 +89,10 @@ class MonteCarloMargin:
         MPOR in days.
     n_scenarios : int
         Scenarios drawn (ignored when ``compute`` gets a ScenarioSet).
-    seed : int
-        Seed of the scenarios.
+    seed : int, numpy.random.SeedSequence or numpy.random.Generator
+        Seed of the scenarios. A ``Generator`` is drawn from once, at construction
+        (:func:`~marginlab.simulate.rng.normalize_seed`), so every ``compute`` (the book and
+        :func:`~marginlab.models.compare.compare`'s isolated book) sees the same scenarios.
     mm_fraction : float
         MM = mm_fraction x IM, in (0, 1].
     vol_of_vol, vol_price_corr : float
@@ -140,7 +144,7 @@ class MonteCarloMargin:
     level: float = 0.99
     horizon_days: float = 2.0
     n_scenarios: int = 10_000
-    seed: int = 0
+    seed: Any = 0
     mm_fraction: float = 0.5
     vol_of_vol: float = 0.0
     vol_price_corr: float = -0.5
@@ -165,6 +169,7 @@ class MonteCarloMargin:
         check_real("mm_fraction", self.mm_fraction, low=0.0, high=1.0, low_open=True)
         if not isinstance(self.n_scenarios, int) or self.n_scenarios < 1:
             raise ValueError(f"n_scenarios must be an int >= 1, got {self.n_scenarios!r}")
+        object.__setattr__(self, "seed", normalize_seed(self.seed))
         if getattr(self.model, "n_assets", None) != len(self.underlyings):
             raise ValueError(f"model has {getattr(self.model, 'n_assets', '?')} assets but "
                              f"underlyings has {len(self.underlyings)}")
@@ -228,7 +233,8 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
                          lookback_days: int | None = 365, filtered: bool = False,
                          ewma_lambda: float = 0.94, stressed_window: tuple[Any, Any] | None = None,
                          implied_vol: pd.DataFrame | None = None,
-                         basis: pd.DataFrame | None = None) -> ScenarioSet:
+                         basis: pd.DataFrame | None = None,
+                         funding: pd.DataFrame | None = None) -> ScenarioSet:
     """Scenarios from observed MPOR returns: today's prices x exp(h-day log return).
 
     Parameters
@@ -263,6 +269,15 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
         without a move (weekends, holidays, rolls, before the series starts) count 0. The
         CME-based moves are taken at the 20:00 UTC CME close, the daily prices at their own
         close: the two windows are offset by those hours. Default: no basis moves.
+    funding : pandas.DataFrame, optional
+        Perpetual funding rates per settlement (decimal per interval, positive: longs pay),
+        indexed by settlement time, one column per underlying (a subset of ``prices``'
+        columns), e.g. :func:`marginlab.models.basis.funding_rates`. Each scenario's
+        ``funding_shock`` is the funding-rate move over the same days as its return:
+        ``sum_k (r_k - r_t)`` over the settlements dated (by UTC calendar day) in
+        ``(t, t + h]``, ``r_t`` the last rate settled on or before day ``t``, so a perpetual
+        pays its book ``funding_rate`` plus that move; 0 where the series has no rate at
+        ``t``. Not filtered. Default: no funding moves.
     """
     if not isinstance(prices, pd.DataFrame) or prices.shape[1] == 0:
         raise TypeError("prices must be a DataFrame of closes, one column per underlying")
@@ -286,21 +301,55 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
     hdates = dates[h - 1:]
     vratio = _vol_ratios(implied_vol, p, h)
     bmove = _basis_moves(basis, p, h)
+    fmove = _funding_moves(funding, p, h)
     if stressed_window is not None:
         lo, hi = stressed_window
         keep = (hdates >= pd.Timestamp(lo)) & (hdates <= pd.Timestamp(hi))
         hret, vratio = hret[keep], vratio[keep]
         bmove = None if bmove is None else bmove[keep]
+        fmove = None if fmove is None else fmove[keep]
     elif lookback_days is not None:
         if not isinstance(lookback_days, int) or lookback_days < 1:
             raise ValueError(f"lookback_days must be an int >= 1 or None, got {lookback_days!r}")
         hret, vratio = hret[-lookback_days:], vratio[-lookback_days:]
         bmove = None if bmove is None else bmove[-lookback_days:]
+        fmove = None if fmove is None else fmove[-lookback_days:]
     if hret.shape[0] < 2:
         raise ValueError("fewer than 2 historical scenarios in the chosen window")
     und = tuple(str(c).upper() for c in p.columns)
     s0 = market.prices(und)
-    return ScenarioSet(und, s0 * np.exp(hret), vratio, h / 365.0, basis_shock=bmove)
+    return ScenarioSet(und, s0 * np.exp(hret), vratio, h / 365.0, basis_shock=bmove,
+                       funding_shock=fmove)
+
+
+def _funding_moves(funding: Any, p: pd.DataFrame, h: int) -> np.ndarray | None:
+    """``sum_k (r_k - r_t)`` over the settlements of days ``(t, t + h]`` per h-day return row
+    and column of ``p`` (None without ``funding``)."""
+    if funding is None:
+        return None
+    if not isinstance(funding, pd.DataFrame):
+        raise TypeError(f"funding must be a DataFrame of funding rates (one column per "
+                        f"underlying), got {type(funding).__name__}")
+    cols = {str(c).upper(): c for c in p.columns}
+    out = np.zeros((p.shape[0] - h, p.shape[1]))
+    days = pd.DatetimeIndex(p.index).normalize()
+    for c in funding.columns:
+        if str(c).upper() not in cols:
+            raise ValueError(f"funding column {c!r} is not a column of prices "
+                             f"{list(p.columns)}")
+        r = funding[c].astype(float).dropna().sort_index()
+        if np.any(~np.isfinite(r.to_numpy())) or np.any(np.abs(r.to_numpy()) > 1.0):
+            raise ValueError(f"funding[{c!r}] must be finite rates in [-1, 1] per interval")
+        day = pd.DatetimeIndex(r.index).normalize()
+        g = pd.DataFrame({"s": r.to_numpy(), "n": 1.0, "last": r.to_numpy()}, index=day)
+        g = g.groupby(level=0).agg({"s": "sum", "n": "sum", "last": "last"})
+        g["s"], g["n"] = g["s"].cumsum(), g["n"].cumsum()
+        at = g.reindex(g.index.union(days)).ffill().reindex(days)
+        cs, cn, last = (at[k].to_numpy() for k in ("s", "n", "last"))
+        cs, cn = np.nan_to_num(cs), np.nan_to_num(cn)
+        move = (cs[h:] - cs[:-h]) - (cn[h:] - cn[:-h]) * last[:-h]
+        out[:, list(cols).index(str(c).upper())] = np.where(np.isfinite(move), move, 0.0)
+    return out
 
 
 def _basis_moves(basis: Any, p: pd.DataFrame, h: int) -> np.ndarray | None:
@@ -379,6 +428,9 @@ class HistoricalMargin:
         Daily futures-basis moves per underlying (e.g. ``daily_basis_moves``): the scenarios'
         basis shocks are their sums over the same days (see :func:`historical_scenarios`).
         Default: none (futures move one for one with spot).
+    funding : pandas.DataFrame, optional
+        Perpetual funding rates per settlement and underlying (e.g. ``funding_rates``): the
+        scenarios' funding moves over the same days (see :func:`historical_scenarios`).
     """
 
     prices: pd.DataFrame
@@ -392,6 +444,7 @@ class HistoricalMargin:
     name: str = "HS ES"
     implied_vol: pd.DataFrame | None = None
     basis: pd.DataFrame | None = None
+    funding: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         _check_measure(self.measure)
@@ -405,7 +458,8 @@ class HistoricalMargin:
         return historical_scenarios(self.prices, market, horizon_days=self.horizon_days,
                                     lookback_days=lb, filtered=self.filtered,
                                     ewma_lambda=self.ewma_lambda, stressed_window=stressed_window,
-                                    implied_vol=self.implied_vol, basis=self.basis)
+                                    implied_vol=self.implied_vol, basis=self.basis,
+                                    funding=self.funding)
 
     def compute(self, book: Any, market: MarketState, *,
                 scenarios: ScenarioSet | None = None) -> MarginResult:

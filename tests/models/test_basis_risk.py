@@ -221,3 +221,58 @@ def test_deribit_calendar_spread_is_its_roll_shocks_with_an_exact_zero_scan():
     res = DeribitLike().compute(Book.from_frames(inst, pos), MARKET)
     assert np.all(res.details["worst_case"] == 0.0)
     np.testing.assert_allclose(res.im, [21_000.0, 21_000.0], rtol=1e-12)
+
+
+def test_unit_pnl_of_perpetuals_under_a_funding_move():
+    """Closed form: a linear perpetual pays mult S0 df more, an inverse one (face F) F df / S0
+    coin more, worth F df S'/S0 USD; futures and spot untouched; no funding_shock: bit for
+    bit."""
+    prices = np.array([[55_000.0], [66_000.0]])
+    df = np.array([[0.002], [-0.001]])
+    kw = dict(kind=np.array([KIND_LINEAR, KIND_INVERSE, KIND_LINEAR]),
+              underlying=np.zeros(3, np.int64), multiplier=np.array([2.0, 100.0, 2.0]),
+              strike=np.ones(3), expiry=np.zeros(3), is_call=np.zeros(3, bool),
+              implied_vol=np.zeros(3), funding=np.array([3.0, 0.5, 0.0]), horizon=2 / 365)
+    s0 = np.array([60_000.0])
+    plain = unit_pnl(prices, None, s0, **kw)
+    u = unit_pnl(prices, None, s0, funding_shock=df, funding_loading=np.array([1.0, 1.0, 0.0]),
+                 **kw)
+    np.testing.assert_allclose(u[0], plain[0] - 2.0 * 60_000.0 * df[:, 0], rtol=1e-14)
+    np.testing.assert_allclose(u[1], plain[1] - 100.0 * df[:, 0] * prices[:, 0] / 60_000.0,
+                               rtol=1e-14)
+    assert np.array_equal(u[2], plain[2])
+    assert np.array_equal(unit_pnl(prices, None, s0, funding_shock=df, **kw), plain)
+
+
+def test_hs_funding_moves_are_the_observed_rate_changes_over_the_same_days():
+    """Brute force: a loop over the 8-hour settlements gives sum_k (r_k - r_t) over the
+    settlements of days (t, t + h], r_t the last rate of day t or before; the calendar
+    spread (short the perpetual) then loses -10 x 60,000 x df and its HS ES is the mean of
+    the 3 worst such losses out of 300 (no basis moves given), and the long perpetual
+    hedged with spot the same with the sign turned."""
+    prices, _ = synthetic_history(n=330, seed=4)
+    rng = np.random.default_rng(9)
+    times = pd.date_range("2021-12-20 08:00", "2022-12-31 16:00", freq="8h")
+    rates = pd.DataFrame({"BTC": 1e-4 + rng.standard_t(3, len(times)) * 2e-4}, index=times)
+    h = 2
+    hm = HistoricalMargin(prices, horizon_days=h, lookback_days=300, funding=rates)
+    sc = hm.scenarios(MARKET)
+    d = prices.index
+    day = rates.index.normalize()
+    r = rates["BTC"].to_numpy()
+    ref = []
+    for i in range(len(d) - h):
+        before = np.flatnonzero(day <= d[i])
+        if before.size == 0:
+            ref.append(0.0)
+            continue
+        rt = r[before[-1]]
+        sel = (day > d[i]) & (day <= d[i + h])
+        ref.append(float(np.sum(r[sel] - rt)))
+    ref = np.array(ref)[-300:]
+    np.testing.assert_allclose(sc.funding_shock[:, 0], ref, rtol=0, atol=1e-15)
+    res = hm.compute(calendar(), MARKET)
+    loss = -10.0 * 60_000.0 * ref
+    assert res.details["es"][0] == pytest.approx(np.sort(loss)[-3:].mean(), rel=1e-9)
+    # long perpetual against short spot: the price legs cancel, the funding moves remain
+    assert res.details["es"][1] == pytest.approx(np.sort(-loss)[-3:].mean(), rel=1e-9)
