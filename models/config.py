@@ -252,8 +252,8 @@ class TieredParams(_Strict):
     tables: dict[str, str] = Field(min_length=1)
     mode: Literal["cross", "isolated"] | None = None
     leverage: FloatOrMap | None = None
-    on_missing: Literal["raise", "skip"] | None = None
-    on_unsupported: Literal["raise", "skip"] | None = None
+    on_missing: Literal["raise", "ignore"] | None = None
+    on_unsupported: Literal["raise", "ignore"] | None = None
     extend_last: bool | None = None
 
 
@@ -265,7 +265,7 @@ class DydxParams(_Strict):
     oi_lower_cap: FloatOrMap | None = None
     oi_upper_cap: FloatOrMap | None = None
     open_interest: dict[str, float] | None = None
-    on_unsupported: Literal["raise", "skip"] | None = None
+    on_unsupported: Literal["raise", "ignore"] | None = None
 
 
 class _Method(_Strict):
