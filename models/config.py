@@ -74,6 +74,10 @@ checked against the estimate from the sizes before anything large is allocated).
 _SEED_MAX = 2**63 - 1
 
 
+_SHARED_SERIES = ("cme", "binance", "bybit")
+"""Names of historical ``basis`` / ``funding`` series read from the shared data folder."""
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem with its key path."""
 
@@ -174,6 +178,8 @@ class ScenarioSection(_Strict):
     skew_price_corr: float = Field(0.5, ge=-1, le=1)
     term_vol: float = Field(0.0, ge=0, le=10.0)
     term_level_corr: float = Field(-0.6, ge=-1, le=1)
+    basis_vol: float = Field(0.0, ge=0, le=10.0)
+    basis_price_corr: float = Field(0.0, ge=-1, le=1)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -201,6 +207,8 @@ class HistoricalParams(_Strict):
 
     prices: str | dict[str, str]
     implied_vol: str | None = None
+    basis: str | None = None
+    funding: str | None = None
     lookback_days: int | None = Field(365, ge=2, le=100_000)
     filtered: bool = False
     ewma_lambda: float = Field(0.94, gt=0.0, lt=1.0)
@@ -448,8 +456,11 @@ class RunConfig(_Strict):
             if isinstance(spec, ChainSurface):
                 out[f"market.surfaces.{u}.file"] = self.path(spec.file)
         for i, m in enumerate(self.methods):
-            if isinstance(m, HistoricalMethod) and m.params.implied_vol is not None:
-                out[f"methods[{i}].params.implied_vol"] = self.path(m.params.implied_vol)
+            if isinstance(m, HistoricalMethod):
+                for key in ("implied_vol", "basis", "funding"):
+                    v = getattr(m.params, key)
+                    if v is not None and v not in _SHARED_SERIES:
+                        out[f"methods[{i}].params.{key}"] = self.path(v)
             if isinstance(m, HistoricalMethod):
                 p = m.params.prices
                 if isinstance(p, str):

@@ -154,6 +154,23 @@ def _historical_prices(cfg: RunConfig, prices: str | dict[str, str]) -> pd.DataF
     return hist.to_frame()
 
 
+def _history_table(cfg: RunConfig, key: str, src: str) -> pd.DataFrame:
+    """A historical method's implied-vol, basis or funding table: a CSV (date or datetime
+    index, one column per underlying), or for ``basis`` ``"cme"`` (CME-vs-perpetual BTC
+    basis moves) and for ``funding`` ``"binance"`` / ``"bybit"`` (BTCUSDT funding rates),
+    read from the shared data folder."""
+    from . import basis as B
+
+    if key == "basis" and src == "cme":
+        return pd.DataFrame({"BTC": B.daily_basis_moves(B.cme_perp_basis())})
+    if key == "funding" and src in ("binance", "bybit"):
+        return pd.DataFrame({"BTC": B.funding_rates(src)})
+    if src in ("cme", "binance", "bybit"):
+        raise ValueError(f"{key} = {src!r} is not a {key} series; a CSV file or "
+                         + ("'cme'" if key == "basis" else "'binance' / 'bybit'"))
+    return pd.read_csv(cfg.path(src), index_col=0, parse_dates=True)
+
+
 def build_methods(cfg: RunConfig) -> list[Any]:
     """The configured margin methods, in order (price and bracket files are read here)."""
     from .margin.risk_based import HistoricalMargin, MonteCarloMargin
@@ -176,13 +193,14 @@ def build_methods(cfg: RunConfig) -> list[Any]:
                     mm_fraction=m.mm_fraction, vol_of_vol=sc.vol_of_vol,
                     vol_price_corr=sc.vol_price_corr, skew_vol=sc.skew_vol,
                     skew_price_corr=sc.skew_price_corr, term_vol=sc.term_vol,
-                    term_level_corr=sc.term_level_corr, name=name, **params))
+                    term_level_corr=sc.term_level_corr, basis_vol=sc.basis_vol,
+                    basis_price_corr=sc.basis_price_corr, name=name, **params))
             elif m.type == "historical":
                 params = _set(m.params)
                 prices = _historical_prices(cfg, params.pop("prices"))
-                if "implied_vol" in params:
-                    params["implied_vol"] = pd.read_csv(cfg.path(params["implied_vol"]),
-                                                        index_col=0, parse_dates=True)
+                for k in ("implied_vol", "basis", "funding"):
+                    if k in params:
+                        params[k] = _history_table(cfg, k, params[k])
                 h = int(round(sc.horizon_days))
                 out.append(HistoricalMargin(prices, measure=m.measure, level=m.level,
                                             horizon_days=max(h, 1),
