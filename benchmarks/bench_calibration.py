@@ -3,12 +3,11 @@
 The Merton fit was 1.8 s on a shared machine and dominated backtests that refit it (issue
 12). Issue 12 restricts the search to identified jumps (at most 0.1 per step, jump sd >= 2
 diffusion sd), fixes the Poisson truncation for the whole search, computes the
-log-likelihood and its gradient in one compiled pass (``simulate/_merton_kernel.py``),
-abandons the second start once it descends into the optimum already found, and searches
-from the nested GBM optimum only when the data-driven optima are below its likelihood
-(BTC: 55 and 51 likelihood evaluations per fit, Hessian included, against 189 and 166 for
-the baseline at 365 and 2,149 returns). The
-**baseline** is the previous fit's optimisation (six L-BFGS-B starts over the unrestricted
+log-likelihood and its gradient in one compiled, vectorised pass
+(``simulate/_merton_kernel.py``) and abandons a later start (of three) once it descends
+into an optimum already found (BTC: 115 and 103 likelihood evaluations per fit, Hessian
+and posteriors included, against 189 and 166 for the baseline at 365 and 2,149 returns).
+The **baseline** is the previous fit's optimisation (six L-BFGS-B starts over the unrestricted
 parameters, the truncation recomputed with scipy at every evaluation, scipy's
 ``logsumexp``), kept verbatim below and timed in the same process, interleaved with the new
 ``fit_merton`` (which also computes the Hessian, standard errors and posteriors, so the
