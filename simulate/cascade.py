@@ -165,7 +165,7 @@ from ._cascade_rules import (  # noqa: F401  (constants and rules re-exported)
     _fill_log,
     _impact,
 )
-from .rng import seed_key
+from .rng import seed_sequence
 
 __all__ = [
     "PATH_BLOCK",
@@ -579,13 +579,7 @@ def _side_lists(asset, q, n_a):
 def _topup_key(seed) -> np.ndarray:
     """Key of the top-up streams: a child of the seed's sequence, so that the same seed
     never gives the same streams as the paths (whose key is ``seed_key(seed)``)."""
-    seed_key(seed)  # validates
-    if isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    elif seed is None:
-        ss = np.random.SeedSequence()
-    else:
-        ss = np.random.SeedSequence(int(seed))
+    ss = seed_sequence(seed)  # validates; a Generator is drawn from once (SPEC 7)
     child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 0x746F7075))
     return child.generate_state(4, np.uint64)
 
@@ -686,7 +680,7 @@ def simulate_cascade(
         volume by price level (default 80 bins over [-0.4, 0.4]).
     record : int
         Keep the mark prices of the first ``record`` paths.
-    seed : int, SeedSequence or None
+    seed : int, SeedSequence, numpy.random.Generator or None
         Seed of the top-up draws (one stream per path, from a child of the seed's
         ``SeedSequence``, so the seed of the paths can be reused); only used when
         ``rules.topup_prob > 0``.
