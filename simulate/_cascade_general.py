@@ -14,7 +14,9 @@ from ._cascade_rules import (
     C_BANKRUPT,
     C_CALL,
     C_LIQ,
+    EXPIRY_TOL,
     PATH_BLOCK,
+    SCREEN_SLACK,
     T_ADL_STEP,
     T_BAD_DEBT,
     T_BANK_STEP,
@@ -39,11 +41,13 @@ from ._cascade_rules import (
     _option_cash,
     _option_mark,
     _option_vol,
+    _options_bounds,
     _options_mm,
     _options_state,
     _rank_pop,
     _rank_push,
     _realised,
+    _refresh_options,
     _revalue_options,
     _settle_if_closed,
     _slope,
@@ -63,9 +67,9 @@ def _cross_path(
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
     o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab, vol_paths,
-    dt, min_delta, remargin_every,
+    dt, min_delta, remargin_every, screen,
     lvl_px,
-    oq, oval, odelta, omm,
+    oq, oval, odelta, omm, os_r, otau_r, ostamp, ob_lo, ob_mm,
     q, usd, bal, call_step, part_step, st_call, st_liq, st_bank, st_adl, buf, rank_pos_arr,
     rank_key, rank_len, rank_stamp, xp, pp, balp,
     s0, J, P0, P, X, plast, H,
@@ -83,10 +87,13 @@ def _cross_path(
         for k in range(o_q.shape[0]):
             a = o_asset[k]
             oq[k] = o_q[k]
+            os_r[k] = s0[a]
+            otau_r[k] = o_expiry[k]
             oval[k], odelta[k] = _option_mark(s0[a], o_strike[k], o_expiry[k],
                                               _option_vol(k, a, p, 0, o_vol, vol_paths),
                                               o_phi[k])
         for i in range(n_acc):
+            ostamp[i] = 0
             omm[i] = _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, s0, min_delta,
                                  tab_mmr, tab_cum, tab_n)
     for lst in range(2 * n_a):
@@ -132,9 +139,23 @@ def _cross_path(
             for i in range(n_acc):
                 if o_start[i] == o_start[i + 1]:
                     continue
+                if screen:
+                    # revalued now only if an option expires; otherwise bounds, and a
+                    # revaluation when the bounds put the account near its threshold
+                    due = False
+                    for k in range(o_start[i], o_start[i + 1]):
+                        if oq[k] != 0.0 and o_expiry[k] - t * dt <= EXPIRY_TOL * dt:
+                            due = True
+                    if not due:
+                        ob_lo[i], ob_mm[i] = _options_bounds(
+                            i, t, dt, o_start, o_asset, o_inv, o_tab, o_strike, o_expiry,
+                            o_phi, o_vol, oq, oval, os_r, otau_r, P, min_delta, tab_mmr,
+                            tab_cum, tab_n)
+                        continue
+                ostamp[i] = t
                 dg, n_open, expired = _revalue_options(
                     i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi, o_vol,
-                    vol_paths, o_coin, oq, oval, odelta, usd, bal, P, H)
+                    vol_paths, o_coin, oq, oval, odelta, os_r, otau_r, usd, bal, P, H)
                 gmk += dg
                 if remargin or expired:
                     omm[i] = _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, P,
@@ -149,9 +170,21 @@ def _cross_path(
                     i, start, q, pos_asset, pos_inv, pos_entry, pos_face, pos_tab, usd, w_usd,
                     bal, w_bal, P, tab_mmr, tab_cum, tab_n)
                 if has_opt:
-                    ov, _, o_alive = _options_state(i, o_start, oq, oval)
-                    mb += ov
-                    mm += omm[i]
+                    _, _, o_alive = _options_state(i, o_start, oq, oval)
+                    if ostamp[i] != t and o_alive:  # screened: bounds, or revalue
+                        lo_b = mb + ob_lo[i]
+                        mm_b = mm + ob_mm[i]
+                        if lo_b - mm_b > SCREEN_SLACK * (abs(lo_b) + mm_b):
+                            mb, mm = lo_b, mm_b  # every trigger decides as at the values
+                        else:
+                            gmk += _refresh_options(
+                                i, p, t, dt, o_start, o_asset, o_inv, o_tab, o_strike,
+                                o_expiry, o_phi, o_vol, vol_paths, o_coin, oq, oval, odelta,
+                                os_r, otau_r, omm, ostamp, usd, bal, P0, H, min_delta,
+                                tab_mmr, tab_cum, tab_n)
+                    if ostamp[i] == t or not o_alive:
+                        mb += _options_state(i, o_start, oq, oval)[0]
+                        mm += omm[i]
                     alive = alive or o_alive
                 if not alive:
                     continue
@@ -302,6 +335,13 @@ def _cross_path(
                                 wj = _account_equity(j, start, q, pos_asset, pos_inv,
                                                      pos_entry, pos_face, usd, bal, P)
                                 if has_opt:
+                                    if ostamp[j] != t:
+                                        gmk += _refresh_options(
+                                            j, p, t, dt, o_start, o_asset, o_inv, o_tab,
+                                            o_strike, o_expiry, o_phi, o_vol, vol_paths,
+                                            o_coin, oq, oval, odelta, os_r, otau_r, omm,
+                                            ostamp, usd, bal, P0, H, min_delta, tab_mmr,
+                                            tab_cum, tab_n)
                                     wj += _options_state(j, o_start, oq, oval)[0]
                                 score = _adl_score(
                                     q[m], pa, pos_entry[m],
@@ -449,6 +489,13 @@ def _cross_path(
                         if trk[i] >= 0:
                             acct_out[p, trk[i], T_BANK_STEP] = t
         _end_step(p, t, depth, k_lin, k_sqrt, J, X, P, rec)
+    if has_opt and screen:  # final values of the screened accounts
+        for i in range(n_acc):
+            if ostamp[i] != n_steps and o_start[i] < o_start[i + 1]:
+                gmk += _refresh_options(
+                    i, p, n_steps, dt, o_start, o_asset, o_inv, o_tab, o_strike, o_expiry,
+                    o_phi, o_vol, vol_paths, o_coin, oq, oval, odelta, os_r, otau_r, omm,
+                    ostamp, usd, bal, P0, H, min_delta, tab_mmr, tab_cum, tab_n)
     gmk = _mark_to_market(gmk, H, P, plast)
     w1 = 0.0
     for i in range(n_acc):
@@ -470,7 +517,7 @@ def _cross_block(
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
     o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab, vol_paths,
-    dt, min_delta, remargin_every,
+    dt, min_delta, remargin_every, screen,
     lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_acc = usd0.shape[0]
@@ -505,6 +552,11 @@ def _cross_block(
     oval = np.empty(n_opt)
     odelta = np.empty(n_opt)
     omm = np.zeros(n_acc)
+    os_r = np.empty(n_opt)
+    otau_r = np.empty(n_opt)
+    ostamp = np.zeros(n_acc, np.int64)
+    ob_lo = np.zeros(n_acc)
+    ob_mm = np.zeros(n_acc)
     for p in range(b * PATH_BLOCK, min((b + 1) * PATH_BLOCK, n_paths)):
         _cross_path(
             p, paths, n_steps, depth, k_lin, k_sqrt, rho, liq_frac, fee_rate, fund0, partial,
@@ -513,9 +565,9 @@ def _cross_block(
             start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0,
             w_usd, bal0, w_bal, side_start, side_pos, h0,
             o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab,
-            vol_paths, dt, min_delta, remargin_every,
+            vol_paths, dt, min_delta, remargin_every, screen,
             lvl_px,
-            oq, oval, odelta, omm,
+            oq, oval, odelta, omm, os_r, otau_r, ostamp, ob_lo, ob_mm,
             q, usd, bal, call_step, part_step, st_call, st_liq, st_bank, st_adl, buf,
             rank_pos_arr, rank_key, rank_len, rank_stamp, xp, pp, balp,
             s0, J, P0, P, X, plast, H,
@@ -531,7 +583,7 @@ def _cross_kernel(
     start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0, w_usd,
     bal0, w_bal, side_start, side_pos, h0,
     o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab, vol_paths,
-    dt, min_delta, remargin_every,
+    dt, min_delta, remargin_every, screen,
     lvl_px, out_path, out_asset, counts, levels, rec, trk, trk_acc, acct_out,
 ):  # fmt: skip
     n_blocks = (n_paths + PATH_BLOCK - 1) // PATH_BLOCK
@@ -543,6 +595,6 @@ def _cross_kernel(
             start, pos_acc, pos_asset, pos_inv, pos_q, pos_entry, pos_face, pos_tab, usd0,
             w_usd, bal0, w_bal, side_start, side_pos, h0,
             o_start, o_asset, o_inv, o_q, o_strike, o_expiry, o_phi, o_coin, o_vol, o_tab,
-            vol_paths, dt, min_delta, remargin_every,
+            vol_paths, dt, min_delta, remargin_every, screen,
             lvl_px, out_path, out_asset, counts[b], levels[b], rec, trk, trk_acc, acct_out,
         )  # fmt: skip

@@ -32,9 +32,21 @@ Option positions are held by :class:`~marginlab.simulate.cascade.CrossAccounts` 
   as at expiry; the liquidation fee is charged on that cash amount :math:`|q| v` together
   with the market notional of its other positions.
 
-Cost: one Black-Scholes evaluation (``log``, ``sqrt``, two ``erfc``, ``exp``) per open option
-and step, plus the option margin of the accounts with options every ``remargin_every`` steps;
-books without options skip all of it (one test per step and account round).
+Cost and the screen. A Black-Scholes evaluation (``log``, ``sqrt``, two ``erfc``, ``exp``)
+costs about ten times an account's linear margin check, so revaluing every option at every
+step made a 2,000-account book with one short option each ~10x slower than without options.
+With ``OptionRules.screen`` (default; it applies when the margin is recomputed every step
+and there are no vol paths) an account is revalued only when it is near its threshold: at
+each step its options are bounded from their last revaluation without Black-Scholes (rate
+0, constant vol: ``|delta| <= 1`` and the value falls with time, so a value moves by at
+most ``|s - s_r|`` plus, for a long option, the time decay ``s sigma (sqrt(tau_r) -
+sqrt(tau)) / sqrt(2 pi)``, and never below its payoff; a short option's margin is at most
+its rule at delta 1). If the margin balance with the lower bounds exceeds the requirement
+with the upper bounds, every trigger decides as it would at the exact values, and the
+account is skipped; otherwise (and when an option expires, for ADL ranking and at the end
+of the path) it is revalued at the step's base marks exactly as without the screen. The
+results are the same (only the summation order of the market P&L differs, at rounding
+level). Books without options skip all of it (one test per step and account round).
 """
 
 from __future__ import annotations
@@ -76,13 +88,16 @@ class OptionRules(NamedTuple):
     ``dt`` years per step of the paths (> 0); ``min_delta`` floor in [0, 1] of a short
     option's absolute delta in its margin; ``remargin_every`` steps between recomputations
     of the option margin (>= 1); ``vol_paths`` optional multipliers of the implied vols,
-    shape ``(n_paths or 1, n_steps + 1, n_assets)``, > 0 (1 = today's vols).
+    shape ``(n_paths or 1, n_steps + 1, n_assets)``, > 0 (1 = today's vols); ``screen``
+    revalue only the accounts near their threshold (see the module notes; it applies when
+    the margin is recomputed every step and there are no vol paths, and changes no result).
     """
 
     dt: float
     min_delta: float = 0.1
     remargin_every: int = 1
     vol_paths: np.ndarray | None = None
+    screen: bool = True
 
 
 class OptionArrays(NamedTuple):
@@ -102,6 +117,7 @@ class OptionArrays(NamedTuple):
     dt: float
     min_delta: float
     remargin_every: int
+    screen: bool
 
 
 def _real(name: str, v, *, low: float, high: float | None = None, low_open: bool = False
@@ -121,7 +137,7 @@ def no_options(n_acc: int) -> OptionArrays:
     z = np.zeros(0)
     zi = np.zeros(0, np.int64)
     return OptionArrays(np.zeros(n_acc + 1, np.int64), zi, zi, z, z, z, z, zi, z, zi,
-                        np.zeros((0, 0, 0)), 1.0, 0.0, 1)
+                        np.zeros((0, 0, 0)), 1.0, 0.0, 1, False)
 
 
 def option_arrays(options: OptionPositions, rules: OptionRules | None, n_acc: int, n_a: int,
@@ -171,11 +187,14 @@ def option_arrays(options: OptionPositions, rules: OptionRules | None, n_acc: in
                              f"1, n_steps + 1 = {n_steps + 1}, n_assets = {n_a}), got "
                              f"{vp.shape}")
         check("option_rules.vol_paths", vp, low=0.0, low_open=True)
+    if not isinstance(rules.screen, (bool, np.bool_)):
+        raise TypeError(f"option_rules.screen must be True or False, got {rules.screen!r}")
+    screen = bool(rules.screen) and ev == 1 and vp.shape[0] == 0
     start = np.zeros(n_acc + 1, np.int64)
     np.cumsum(np.bincount(acc, minlength=n_acc), out=start[1:])
     return OptionArrays(start, ints["asset"], ints["coin"].copy(), flts["q"], flts["strike"],
                         flts["expiry"], np.where(ints["call"] == 1, 1.0, -1.0), ints["coin"],
-                        flts["vol"], ints["table"], vp, dt, min_delta, int(ev))
+                        flts["vol"], ints["table"], vp, dt, min_delta, int(ev), screen)
 
 
 def option_margin(opt: OptionArrays, max_lines, tables, prices: np.ndarray, n_acc: int

@@ -504,7 +504,7 @@ def _option_cash(i, k, dq, o_asset, o_coin, oval, usd, bal, P, H):
 
 @inline_kernel
 def _revalue_options(i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi, o_vol,
-                     vol_paths, o_coin, oq, oval, odelta, usd, bal, P, H):
+                     vol_paths, o_coin, oq, oval, odelta, os_r, otau_r, usd, bal, P, H):
     # The per-step revaluation of account i's options at the marks P (the step's base marks),
     # the remaining time to expiry and the step's implied vols; options that expire are
     # settled at their payoff. Returns (market P&L of the revaluation, open options left,
@@ -526,6 +526,8 @@ def _revalue_options(i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi, o
         dg += qk * (v - oval[k])
         oval[k] = v
         odelta[k] = d
+        os_r[k] = P[a]
+        otau_r[k] = tau
         if tau == 0.0:
             _option_cash(i, k, qk, o_asset, o_coin, oval, usd, bal, P, H)
             oq[k] = 0.0
@@ -534,3 +536,63 @@ def _revalue_options(i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi, o
         else:
             n_open += 1
     return dg, n_open, expired
+
+
+_INV_SQRT_2PI = 0.3989422804014327
+SCREEN_SLACK = 1e-9
+"""Relative slack of the screen: an account is skipped only when its bound margin balance
+exceeds its bound requirement by more than this fraction (rounding of the bounds)."""
+
+
+@inline_kernel
+def _options_bounds(i, t, dt, o_start, o_asset, o_inv, o_tab, o_strike, o_expiry, o_phi,
+                    o_vol, oq, oval, os_r, otau_r, P, min_delta, tab_mmr, tab_cum, tab_n):
+    # Bounds, without Black-Scholes, on account i's options at the marks P and step t from
+    # their last revaluation (spot s_r, time left tau_r, value v_r), rate 0 and constant vol:
+    # |delta| <= 1 and the value falls as time passes, so v <= v_r + |s - s_r| (the bound of a
+    # short option's liability) and v >= max(payoff, v_r - |s - s_r| - s sigma (sqrt(tau_r) -
+    # sqrt(tau)) / sqrt(2 pi)) (dv/dtau = s n(d1) sigma / (2 sqrt(tau))); the margin of a
+    # short option is at most its rule at delta 1. Returns (lower bound of the value, upper
+    # bound of the option margin), USD.
+    lo = 0.0
+    mm = 0.0
+    for k in range(o_start[i], o_start[i + 1]):
+        qk = oq[k]
+        if qk == 0.0:
+            continue
+        a = o_asset[k]
+        s = P[a]
+        ds = abs(s - os_r[k])
+        if qk > 0.0:
+            tau = o_expiry[k] - t * dt
+            if tau < 0.0:
+                tau = 0.0
+            decay = s * o_vol[k] * (math.sqrt(otau_r[k]) - math.sqrt(tau)) * _INV_SQRT_2PI
+            v = oval[k] - ds - decay
+            pay = o_phi[k] * (s - o_strike[k])
+            if v < pay:
+                v = pay
+            if v < 0.0:
+                v = 0.0
+            lo += qk * v
+        else:
+            lo += qk * (oval[k] + ds)
+            mm += _option_mm(qk, s, 1.0, min_delta, o_inv[k] == 1, o_tab[k], tab_mmr, tab_cum,
+                             tab_n)
+    return lo, mm
+
+
+@inline_kernel
+def _refresh_options(i, p, t, dt, o_start, o_asset, o_inv, o_tab, o_strike, o_expiry, o_phi,
+                     o_vol, vol_paths, o_coin, oq, oval, odelta, os_r, otau_r, omm, ostamp,
+                     usd, bal, P0, H, min_delta, tab_mmr, tab_cum, tab_n):
+    # A screened account found near its threshold: its options revalued at the step's base
+    # marks P0 (the values every account got at the start of the step without the screen)
+    # and its option margin recomputed. Returns the market P&L of the revaluation.
+    dg, _, _ = _revalue_options(i, p, t, dt, o_start, o_asset, o_strike, o_expiry, o_phi,
+                                o_vol, vol_paths, o_coin, oq, oval, odelta, os_r, otau_r, usd,
+                                bal, P0, H)
+    omm[i] = _options_mm(i, o_start, oq, odelta, o_asset, o_inv, o_tab, P0, min_delta,
+                         tab_mmr, tab_cum, tab_n)
+    ostamp[i] = t
+    return dg
