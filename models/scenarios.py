@@ -250,6 +250,7 @@ def monte_carlo_scenarios(
     randomizations: int = 16,
     mixture_scale: float = 2.5,
     mixture_share: float = 0.75,
+    shift_size: float = 2.5,
     skew_vol: float = 0.0,
     skew_price_corr: float = DEFAULT_SKEW_PRICE_CORR,
     term_vol: float = 0.0,
@@ -288,8 +289,8 @@ def monte_carlo_scenarios(
         Implied-vol dynamics (see above); ``vol_of_vol = 0`` keeps vols unchanged.
     antithetic : bool
         Antithetic price paths.
-    sampling : {"plain", "qmc", "mixture"}
-        ``"plain"``: Monte Carlo from the path generators. The two variance-reduced designs
+    sampling : {"plain", "qmc", "mixture", "shift"}
+        ``"plain"``: Monte Carlo from the path generators. The variance-reduced designs
         (:mod:`marginlab.simulate.tail_sampling`) draw the exact horizon law of a GBM or
         MertonJump model directly (GARCH paths are path-dependent and are refused):
         ``"qmc"``: randomised QMC, ``randomizations`` independent scrambled Sobol' sets of
@@ -297,12 +298,18 @@ def monte_carlo_scenarios(
         come from the spread between them. ``"mixture"``: defensive-mixture importance
         sampling, a share ``mixture_share`` of scenarios with the shock of one asset (in
         turn) inflated ``mixture_scale`` times, each scenario carrying its likelihood-ratio
-        weight (``ScenarioSet.weights``). For both, the vol shock's ``Z_r`` is the
+        weight (``ScenarioSet.weights``). ``"shift"``: defensive shift-mixture importance
+        sampling, a share ``mixture_share`` of scenarios with the normals of one asset's
+        shock shifted by ``+shift_size`` or ``-shift_size`` standard deviations (assets and
+        signs in turn), with likelihood-ratio weights. For all, the vol shock's ``Z_r`` is the
         scenario's standardised diffusion shock (exact, not a sample standardisation).
     randomizations : int
         ``sampling="qmc"``: independent randomisations (>= 2, dividing ``n_scenarios``).
     mixture_scale, mixture_share : float
-        ``sampling="mixture"``: inflation factor (> 1) and inflated share in (0, 1).
+        ``sampling="mixture"``: inflation factor (> 1) and inflated share in (0, 1);
+        ``mixture_share`` is also the shifted share of ``sampling="shift"``.
+    shift_size : float
+        ``sampling="shift"``: the shift in standard deviations, in (0, 10].
     skew_vol, skew_price_corr : float
         Implied-vol skew factor (:mod:`marginlab.models.vol_surface`): ``skew_shock =
         skew_vol sqrt(h) (c Z_r + sqrt(1 - c^2) eps_s)``, ``c = skew_price_corr``;
@@ -347,7 +354,7 @@ def monte_carlo_scenarios(
             raise ValueError(f"antithetic=True applies to sampling='plain' only, got "
                              f"sampling={sampling!r}")
         return _tail_scenarios(model, und, s0, h, n_scenarios, seed, nu, rho, sampling,
-                               randomizations, mixture_scale, mixture_share)
+                               randomizations, mixture_scale, mixture_share, shift_size)
     step = getattr(model, "step", None)
     if step is not None:  # GARCH: per-step model
         n_steps_f = h / (step * 365.0)
@@ -398,20 +405,22 @@ def _child(seed: Any, key: int) -> np.random.SeedSequence | None:
     return np.random.SeedSequence(int(seed), spawn_key=(key,))
 
 
-SAMPLINGS = ("plain", "qmc", "mixture")
+SAMPLINGS = ("plain", "qmc", "mixture", "shift")
 """The scenario designs of :func:`monte_carlo_scenarios`."""
 
 
 def _tail_scenarios(model: Any, und: tuple[str, ...], s0: np.ndarray, h: float, n: int,
                     seed: Any, nu: float, rho: float, sampling: str, randomizations: Any,
-                    scale: Any, share: Any) -> ScenarioSet:
-    """Randomised-QMC or mixture-IS scenarios from the exact horizon law (GBM, Merton)."""
+                    scale: Any, share: Any, shift: Any = 2.5) -> ScenarioSet:
+    """Randomised-QMC or mixture/shift-IS scenarios from the exact horizon law (GBM,
+    Merton)."""
     from scipy.special import ndtr, ndtri
 
     from marginlab.simulate.specs import JumpDiffusionSpec
     from marginlab.simulate.tail_sampling import (
         child_seed,
         mixture_normals,
+        shift_normals,
         sobol_uniforms,
         terminal_log_returns,
     )
@@ -451,7 +460,11 @@ def _tail_scenarios(model: Any, und: tuple[str, ...], s0: np.ndarray, h: float, 
                         high_open=True)
         chol = np.asarray(spec.chol, float)
         dirs = chol / np.linalg.norm(chol, axis=1)[:, None]
-        z, weights = mixture_normals(n, dirs, scale=c, share=sh, seed=seed)
+        if sampling == "shift":
+            th = check_real("shift_size", shift, low=0.0, low_open=True, high=10.0)
+            z, weights = shift_normals(n, dirs, shift=th, share=sh, seed=seed)
+        else:
+            z, weights = mixture_normals(n, dirs, scale=c, share=sh, seed=seed)
         ju = jz = None
         if jumps:
             g = standard_normal(n, 1, 2 * d, seed=child_seed(seed, 3))[:, 0, :]

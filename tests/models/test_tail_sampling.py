@@ -80,13 +80,13 @@ def test_perp_closed_form_matches_quadrature():
 
 
 @pytest.mark.parametrize("kind", ["perp", "option"])
-@pytest.mark.parametrize("sampling", ["qmc", "mixture"])
+@pytest.mark.parametrize("sampling", ["qmc", "mixture", "shift"])
 def test_unbiased_with_honest_intervals(kind, sampling):
     """Oracle: closed forms (lognormal VaR / ES of one long perpetual; tail quadrature of a
     Black-Scholes short call revalued at the horizon), by replication: 80 independent seeds
     of n = 4,096 scenarios through portfolio_risk. The mean ES is within 3 SE (sd / sqrt(80))
     of the closed form, and the nominal 95 % ES intervals (QMC: Student-t on 15 d.o.f. from
-    the spread of 16 randomisations; mixture: delta method with weights) cover it in
+    the spread of 16 randomisations; mixture and shift: delta method with weights) cover it in
     95 % +- 3 binomial SE of the replications."""
     book = _book(kind)
     var_true, es_true = _closed_form(kind)
@@ -108,7 +108,7 @@ def test_reproducible_and_weights_have_mean_one():
     ratios, so their mean under the sampling measure is 1 (within 4 SE); QMC sets carry
     their randomisation count and no weights; an account's result does not depend on the
     block of accounts it is computed in (account_block)."""
-    for sampling in ("qmc", "mixture"):
+    for sampling in ("qmc", "shift", "mixture"):
         a = monte_carlo_scenarios(MODEL, MARKET, ["BTC", "ETH"], horizon_days=H_DAYS,
                                   n_scenarios=2048, seed=7, sampling=sampling, vol_of_vol=1.0)
         b = monte_carlo_scenarios(MODEL, MARKET, ["BTC", "ETH"], horizon_days=H_DAYS,
@@ -205,3 +205,35 @@ def test_monte_carlo_margin_passes_sampling_through():
     res = m.compute(book, MARKET)
     es = portfolio_risk(book, MARKET, ref, levels=0.99).es[0, 0]
     assert res.im[0] == max(es, 0.0)
+
+
+def test_shift_weights_are_the_likelihood_ratio():
+    """Oracle: the mixture density written out by hand. Shift-mixture weights equal
+    phi(z) / q(z), q the defensive mixture of N(0, I) and N(+-theta u_k, I) evaluated with
+    scipy's multivariate normal density; the shifted scenarios are the plain draws of
+    standard_normal plus +-theta u_k in the documented order; E_q[w h(z)] = E[h(Z)] for
+    h = 1{u_0.z > 2.33} (the tail probability 1 - Phi(2.33)) within 4 SE."""
+    from scipy.stats import multivariate_normal
+
+    from marginlab.simulate import standard_normal
+    from marginlab.simulate.tail_sampling import component_of, shift_normals
+
+    u = np.array([[1.0, 0.0], [0.6, 0.8]])
+    th, s, n = 2.5, 0.75, 40_000
+    z, w = shift_normals(n, u, shift=th, share=s, seed=11)
+    base = standard_normal(n, 1, 2, seed=11)[:, 0, :]
+    comp = component_of(n, s, 4)
+    shifts = np.zeros((n, 2))
+    for c in range(4):
+        shifts[comp == c] = (th if c % 2 == 0 else -th) * u[c // 2]
+    np.testing.assert_allclose(z, base + shifts, rtol=0, atol=1e-12)
+    k = 500
+    phi = multivariate_normal(np.zeros(2)).pdf(z[:k])
+    q = (1 - s) * phi + sum(s / 4 * multivariate_normal(sg * th * uk).pdf(z[:k])
+                            for uk in u for sg in (1.0, -1.0))
+    np.testing.assert_allclose(w[:k], phi / q, rtol=1e-10)
+    h = (z @ u[0] > 2.33) * w
+    assert abs(h.mean() - norm.sf(2.33)) < 4 * h.std() / math.sqrt(n)
+    with pytest.raises(ValueError, match="shift_size"):
+        monte_carlo_scenarios(MODEL, MARKET, ["BTC", "ETH"], horizon_days=2, n_scenarios=100,
+                              seed=1, sampling="shift", shift_size=-1.0)
