@@ -196,7 +196,7 @@ def _account_block_w(a_lo, a_hi, U, indptr, indices, qty, p, p2, beta, z, m0,
                 break
             # Too few candidates for tail mass ``need``: extrapolate their count from their
             # mass (+25 %), at least 1.5 m.
-            m = max(m + m // 2, int(1.25 * nc * need / max(mass, 1e-300)) + 16)
+            m = max(m + m // 2, int(min(1.25 * nc * need / max(mass, 1e-300), n)) + 16)
         for li in range(n_levels):
             out_var[li, acc] = res[li, 0]
             out_es[li, acc] = res[li, 1]
