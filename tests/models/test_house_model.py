@@ -165,14 +165,6 @@ def _differences(record: dict[str, pd.DataFrame]) -> list[tuple]:
     return wrong
 
 
-# Differences found on 2026-12-03, identical with the code of the README's own commit
-# (48a56f8): rounding/transcription slips in the README, not code changes.
-README_MISPRINTS = {
-    (("BTC", "short", 2), "ptt", 5.8, 5.9),        # 5.848 printed 5.9
-    (("ETH", "long", 1), "fhs_inc5", 2.0, 2.1),    # 2.048 printed 2.1
-    ("all", "z2_p min", 0.08, 0.095),              # 0.080 printed 0.095
-    ("all", "z2_p max", 0.56, 0.61),               # 0.560 printed 0.61
-}
 _readme = pytest.mark.skipif(not README.is_file(), reason="README.md not beside the tests")
 
 
@@ -181,16 +173,6 @@ def test_readme_table_equals_recomputed_record(record: dict[str, pd.DataFrame]) 
     """Oracle: the published table (README, *The house margin model*); the recomputed
     exceptions / observations, expected count, zone, Kupiec p, FHS-alone exceptions and
     zone, both procyclicality measures and the range of the Z2 p-values equal the printed
-    figures to their digits, apart from the known misprints listed in
-    ``README_MISPRINTS``."""
-    new = [w for w in _differences(record) if w not in README_MISPRINTS]
-    assert not new, "(case, column, recomputed, published): " + repr(new)
-
-
-@_readme
-@pytest.mark.xfail(strict=True, reason="README_MISPRINTS not yet corrected in README.md")
-def test_readme_has_no_misprints(record: dict[str, pd.DataFrame]) -> None:
-    """Oracle: the published table; fails (expected) while ``README_MISPRINTS`` remain in
-    the README, and passes (strict xfail: reported) once they are corrected, when the
-    marker and the list should go."""
-    assert not _differences(record)
+    figures to their digits."""
+    wrong = _differences(record)
+    assert not wrong, "(case, column, recomputed, published): " + repr(wrong)
