@@ -1,6 +1,6 @@
 """Batch runs: the overnight job at scale (``marginlab run`` on a synthetic book).
 
-Each measurement runs :func:`marginlab.models.runner.run_batch` in a fresh subprocess (so its
+Each measurement runs :func:`marginlab.models.app.runner.run_batch` in a fresh subprocess (so its
 peak RSS is the run's own) on the embedded default configuration: a synthetic book
 (``make_book``, ~5 positions per account, options included, 3 underlyings), 10,000 GBM
 scenarios with implied-vol shocks over a 2-day MPOR, Monte Carlo ES and VaR at 99 % with
@@ -29,9 +29,9 @@ MiB = 1024.0**2
 
 _SNIPPET = """\
 import json, time
-from marginlab.models.config import config_from_dict
-from marginlab.models.demo import default_config
-from marginlab.models.runner import run_batch
+from marginlab.models.app.config import config_from_dict
+from marginlab.models.app.demo import default_config
+from marginlab.models.app.runner import run_batch
 cfg = default_config({out!r} + "/run", accounts={accounts}, n_scenarios={scenarios})
 cfg["run"]["account_block"] = {block}
 cfg["run"]["memory_budget_mb"] = 8000

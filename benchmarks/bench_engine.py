@@ -266,7 +266,7 @@ def bench_what_if_methods(ctx: Context) -> list[Row]:
 
 
 _SERVE = ("import argparse, sys\n"
-          "from marginlab.models.engine import add_serve_parser\n"
+          "from marginlab.models.app.service import add_serve_parser\n"
           "p = argparse.ArgumentParser(prog='marginlab')\n"
           "add_serve_parser(p.add_subparsers())\n"
           "a = p.parse_args(sys.argv[1:])\n"

@@ -11,8 +11,8 @@ long BTC perpetual) valued on the same scenario sets. The cost per scenario is t
 each design timed interleaved with plain Monte Carlo in the same run.
 
 The precision-targeted run (``precision.<design>``) is the batch runner
-(:func:`marginlab.models.runner.run_batch`, ``[run] precision_target``) on the embedded
-default configuration (``marginlab.models.demo.default_config``, a synthetic book, GBM on
+(:func:`marginlab.models.app.runner.run_batch`, ``[run] precision_target``) on the embedded
+default configuration (``marginlab.models.app.demo.default_config``, a synthetic book, GBM on
 BTC / ETH / SOL with vol shocks) with the Monte Carlo ES 99 % method only, once with
 ``sampling = "plain"`` and once with a variance-reduced design, each in a fresh subprocess:
 the scenario count the precision search settles on and the wall time of the whole run
@@ -186,9 +186,9 @@ def bench_cost(ctx: Context) -> list[Row]:
 
 _RUN_SNIPPET = """\
 import json, os, time
-from marginlab.models.config import config_from_dict
-from marginlab.models.demo import default_config
-from marginlab.models.runner import run_batch
+from marginlab.models.app.config import config_from_dict
+from marginlab.models.app.demo import default_config
+from marginlab.models.app.runner import run_batch
 
 def run(params, accounts, tag):
     out = os.path.join({out!r}, tag)

@@ -2,7 +2,7 @@
 
 import sys
 
-from marginlab.models.cli import main
+from marginlab.models.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

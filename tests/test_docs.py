@@ -80,7 +80,7 @@ def test_api_reference_covers_the_public_api(built):
                                                  first.split()))[:4]
                 assert " ".join(words) in " ".join(plain.split()), (name, words)
     runs = (html_dir / "api" / "runs.html").read_text()
-    assert 'id="marginlab.models.report.write_report"' in runs
+    assert 'id="marginlab.models.app.report.write_report"' in runs
     assert 'id="marginlab.models.compare.plot_method_vs_method"' in runs
 
 

@@ -82,7 +82,7 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
         assert in_wheel == expected, (folder, "missing:", expected - in_wheel,
                                       "unexpected:", in_wheel - expected)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "marginlab = marginlab.models.cli:main" in zipfile.ZipFile(wheel).read(
+    assert "marginlab = marginlab.models.app.cli:main" in zipfile.ZipFile(wheel).read(
         entry_points
     ).decode()
 

@@ -2,7 +2,7 @@
 writes, and ``marginlab run`` reads back to the same model.
 
 Numbers are written with full precision (``repr`` of each float), so the model a
-configuration builds (:func:`marginlab.models.runner.build_model`) has exactly the fitted
+configuration builds (:func:`marginlab.models.app.runner.build_model`) has exactly the fitted
 parameters.
 """
 

@@ -15,7 +15,6 @@ HTTP service.
 from .engine import MarginEngine
 from .records import MarginEvent, MarketUpdate, RemarginPolicy, WhatIf
 from .replay import ReplayResult, add_replay_parser, replay, synthetic_history
-from .service import add_serve_parser
 
 __all__ = [
     "MarginEngine",
@@ -27,5 +26,4 @@ __all__ = [
     "replay",
     "synthetic_history",
     "add_replay_parser",
-    "add_serve_parser",
 ]

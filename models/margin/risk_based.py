@@ -109,10 +109,11 @@ class MonteCarloMargin:
         and seed-stable under any innovation law. Calibrate it from history with
         :func:`~marginlab.models.move_cap.move_cap_from_history`; None: no cap. It applies
         to shared scenario sets passed to ``compute`` too.
-    sampling : {"plain", "qmc", "mixture"}, default "plain"
+    sampling : {"plain", "qmc", "mixture", "shift"}, default "plain"
         Scenario design (``monte_carlo_scenarios``): randomised QMC (error bars from the
-        spread of ``randomizations`` scramblings) or defensive-mixture importance sampling
-        (weighted scenarios); GBM and MertonJump only.
+        spread of ``randomizations`` scramblings), defensive-mixture importance sampling, or
+        the shift mixture (normals shifted along each asset's shock direction; weighted
+        scenarios); GBM and MertonJump only.
     randomizations : int, default 16
         ``sampling="qmc"``: independent randomisations (must divide ``n_scenarios``).
     skew_vol, skew_price_corr, term_vol, term_level_corr : float

@@ -34,16 +34,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from marginlab.models import make_book
-from marginlab.models._runfiles import OutputLock, run_identity
-from marginlab.models.config import config_from_dict
-from marginlab.models.runner import run_batch
+from marginlab.models.app._runfiles import OutputLock, run_identity
+from marginlab.models.app.config import config_from_dict
+from marginlab.models.app.runner import run_batch
 
 SPOT = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0}
 
 
 def _marginlab() -> list[str]:
     exe = shutil.which("marginlab")
-    return [exe] if exe else [sys.executable, "-m", "marginlab.models.cli"]
+    return [exe] if exe else [sys.executable, "-m", "marginlab.models.app.cli"]
 
 
 def _toml_value(v) -> str:
@@ -377,7 +377,7 @@ def test_memory_refusal_allocates_nothing(tmp_path):
     cfg["scenarios"]["n_scenarios"] = 30_000_000
     cfg["run"]["memory_budget_mb"] = 100
     path = write_toml(folder / "run.toml", cfg)
-    code = ("import resource, sys\nfrom marginlab.models.cli import main\n"
+    code = ("import resource, sys\nfrom marginlab.models.app.cli import main\n"
             f"rc = main(['run', {str(path)!r}, '--quiet'])\n"
             "print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -199,8 +199,8 @@ def test_unknown_names_are_refused_with_the_known_ones():
 def test_a_tiered_configuration_selects_shipped_tables_by_name(tmp_path):
     """Contract: in a ``tiered`` method's ``params.tables``, a shipped table's name loads that
     table (same brackets and rates as builtin_table(name)); "builtin" stays BTCUSDT."""
-    from marginlab.models.config import config_from_dict
-    from marginlab.models.runner import build_methods
+    from marginlab.models.app.config import config_from_dict
+    from marginlab.models.app.runner import build_methods
 
     cfg = config_from_dict({
         "book": {"synthetic_accounts": 10, "synthetic_seed": 1},

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marginlab.models.app.config import load_config
+from marginlab.models.app.runner import build_model
 from marginlab.models.calibration import fit
 from marginlab.models.calibration.export import scenario_params
-from marginlab.models.config import load_config
 from marginlab.models.history import read_many, shared_data_dir
-from marginlab.models.runner import build_model
 
 
 def _command() -> list[str]:
@@ -146,9 +146,9 @@ def test_written_sections_build_the_fitted_model(tmp_path, model):
     fitted annualised volatility (positive)."""
     import warnings
 
-    from marginlab.models import _toml
+    from marginlab.models.app import _toml
+    from marginlab.models.app.config import config_from_dict
     from marginlab.models.calibration.export import market_section, scenarios_section
-    from marginlab.models.config import config_from_dict
 
     hist = read_many(_prices(tmp_path, n=400))
     with warnings.catch_warnings():

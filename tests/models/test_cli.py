@@ -24,7 +24,7 @@ def _command() -> list[str]:
     exe = shutil.which("marginlab", path=search)
     if exe is not None:
         return [exe]
-    return [sys.executable, "-m", "marginlab.models.cli"]
+    return [sys.executable, "-m", "marginlab.models.app.cli"]
 
 
 def marginlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 demo writes, run through the installed ``marginlab`` in a subprocess.
 
 Oracles, per test: the configuration schema itself (every section, method type and
-``params`` field of :mod:`marginlab.models.config` appears in the template; the template
+``params`` field of :mod:`marginlab.models.app.config` appears in the template; the template
 validates); the CLI contract (``marginlab run`` exits 0 on a configuration the tool wrote;
 a refused overwrite exits 1 with one line and leaves the file byte for byte); determinism
 (the same configuration and seed give identical numbers, so the demo's numbers are
@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from marginlab.models.config import METHOD_SCHEMAS, METHOD_TYPES, RunConfig, config_from_dict
-from marginlab.models.config_template import example_config
+from marginlab.models.app.config import METHOD_SCHEMAS, METHOD_TYPES, RunConfig, config_from_dict
+from marginlab.models.app.config_template import example_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -159,7 +159,7 @@ def test_replay_cli_writes_its_outputs(tmp_path):
     csv = tmp_path / "btc.csv"
     hist.rename(columns={"BTC": "close"}).to_csv(csv, index_label="datetime_utc")
     exe = shutil.which("marginlab")
-    cmd = [exe] if exe else [sys.executable, "-m", "marginlab.models.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "marginlab.models.app.cli"]
     out = tmp_path / "out"
     proc = subprocess.run([*cmd, "replay", str(csv), "--accounts", "30",
                            "--scenarios", "500", "--every-hours", "6", "--output", str(out)],

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marginlab.models.app.config import config_from_dict
+from marginlab.models.app.report import format_usd, plot_mc_error
+from marginlab.models.app.runner import run_batch
 from marginlab.models.compare import (
     plot_margin_over_notional,
     plot_margin_vs_notional,
     plot_method_vs_method,
 )
-from marginlab.models.config import config_from_dict
-from marginlab.models.report import format_usd, plot_mc_error
-from marginlab.models.runner import run_batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
 METHODS = [{"type": "monte_carlo", "name": f"MC {m.upper()} {lv:g}", "measure": m,

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 
 from marginlab.models import Book, make_book
-from marginlab.models.config import ConfigError, config_from_dict
+from marginlab.models.app.config import ConfigError, config_from_dict
+from marginlab.models.app.runner import base_method, build_market, build_methods, run_batch
 from marginlab.models.margin.grid import DeribitLike, SpanLike
 from marginlab.models.margin.liquidity import LiquidityAddOn
 from marginlab.models.margin.risk_based import MonteCarloMargin
 from marginlab.models.orders import WithOrders
 from marginlab.models.precision import precision_met
-from marginlab.models.runner import base_method, build_market, build_methods, run_batch
 
 SPOT = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0}
 VOL = {"BTC": 0.55, "ETH": 0.7, "SOL": 0.9}
@@ -90,6 +90,7 @@ def test_monte_carlo_sampling_and_move_cap_follow_the_api(tmp_path):
         {"type": "monte_carlo", "name": "qmc",
          "params": {"sampling": "qmc", "randomizations": 8}},
         {"type": "monte_carlo", "name": "mixture", "params": {"sampling": "mixture"}},
+        {"type": "monte_carlo", "name": "shift", "params": {"sampling": "shift"}},
     ]
     cfg, _, df = _run(tmp_path, _config(tmp_path, methods))
     book = make_book(120, 5)
@@ -253,9 +254,9 @@ def test_liquidation_profile_in_a_run(tmp_path):
     gives liquidation.parquet exactly (the run computes it block by block: accounts are
     judged each on its own, so the split does not matter); law: another account block gives
     the same file; the report lists the accounts most likely to be liquidated."""
+    from marginlab.models.app.runner import profile_paths
     from marginlab.models.liquidation import LiquidationRules
     from marginlab.models.liquidation_profile import liquidation_profile
-    from marginlab.models.runner import profile_paths
 
     files = _linear_book_files(tmp_path)
     lp = {"maintenance": {"BTC": 0.01, "ETH": 0.02}, "n_paths": 500, "n_steps": 24,

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from marginlab.models import make_book
-from marginlab.models.config import ConfigError, config_from_dict, load_config
-from marginlab.models.runner import build_market, build_methods, run_batch
+from marginlab.models.app.config import ConfigError, config_from_dict, load_config
+from marginlab.models.app.runner import build_market, build_methods, run_batch
 
 SPOT = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0}
 VOL = {"BTC": 0.55, "ETH": 0.7, "SOL": 0.9}
@@ -140,7 +140,7 @@ def test_block_size_and_resume_do_not_change_a_bit(tmp_path):
 
 def _marginlab() -> list[str]:
     exe = shutil.which("marginlab")
-    return [exe] if exe else [sys.executable, "-m", "marginlab.models.cli"]
+    return [exe] if exe else [sys.executable, "-m", "marginlab.models.app.cli"]
 
 
 @pytest.mark.slow

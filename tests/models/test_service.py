@@ -24,12 +24,12 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from marginlab.models.engine.service import build_engine  # noqa: E402
+from marginlab.models.app.service import build_engine  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 ARGS = dict(accounts=40, seed=4, scenarios=1_000)
 _EXE = shutil.which("marginlab")
-SERVE = [_EXE] if _EXE else [sys.executable, "-m", "marginlab.models.cli"]
+SERVE = [_EXE] if _EXE else [sys.executable, "-m", "marginlab.models.app.cli"]
 
 
 def _free_port() -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .compare import (
+from ..compare import (
     plot_margin_over_notional,
     plot_margin_vs_notional,
     plot_method_vs_method,
@@ -251,7 +251,7 @@ def write_report(folder: Path, accounts_path: Path, summary: pd.DataFrame, cfg: 
         The run's ``accounts.parquet`` (amounts in USD).
     summary : pandas.DataFrame
         The run's summary by method (``summary.csv``).
-    cfg : marginlab.models.config.RunConfig
+    cfg : marginlab.models.app.config.RunConfig
         The validated configuration (scenarios and digest are reported).
     top : int
         Largest accounts listed (by IM under each method).

@@ -36,7 +36,7 @@ import secrets
 import sys
 from typing import Any
 
-from .engine import MarginEngine
+from ..engine.engine import MarginEngine
 
 __all__ = ["create_app", "add_serve_parser", "serve_command", "build_engine"]
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from marginlab.simulate import simulate_paths
 
-from .market import GARCH, GBM, Bootstrap, MertonJump
+from ..market import GARCH, GBM, Bootstrap, MertonJump
 
 __all__ = ["default_models", "default_config", "CORR"]
 
@@ -49,7 +49,7 @@ def default_config(output: str = "marginlab-demo-output", accounts: int = 2_000,
     """The embedded default batch run of ``marginlab demo``: a synthetic book (our own
     generator) on BTC, ETH and SOL, GBM scenarios with implied-vol shocks, and the Monte
     Carlo ES and VaR methods (plus the scenario-grid method when available)."""
-    from .synthetic import default_market
+    from ..synthetic import default_market
 
     mkt = default_market(("BTC", "ETH", "SOL"))
     corr = [[1.0, 0.8, 0.7], [0.8, 1.0, 0.75], [0.7, 0.75, 1.0]]
@@ -58,7 +58,7 @@ def default_config(output: str = "marginlab-demo-output", accounts: int = 2_000,
         {"type": "monte_carlo", "name": "MC VaR 99%", "measure": "var", "level": 0.99},
     ]
     try:
-        from .margin import grid  # noqa: F401
+        from ..margin import grid  # noqa: F401
 
         methods.append({"type": "span", "name": "SPAN-like",
                         "params": {"price_scan": {"BTC": 0.15, "ETH": 0.18, "SOL": 0.25},

@@ -119,7 +119,7 @@ def _print_fit(result: Any, hist: Any, files: dict[str, str]) -> None:
                 print(f"warning: {n}: degenerate fit: {', '.join(fl)}")
     else:  # a printable summary object (estimates, likelihood, warnings)
         print(table)
-    from .calibration.export import annual_vol
+    from ..calibration.export import annual_vol
 
     vol = annual_vol(result.model)
     print("annualised volatility: " + ", ".join(
@@ -133,10 +133,10 @@ def _print_fit(result: Any, hist: Any, files: dict[str, str]) -> None:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     """Run ``marginlab calibrate``; returns the exit code."""
+    from ..calibration import fit
+    from ..calibration.export import market_section, scenarios_section
+    from ..history import read_many
     from . import _toml
-    from .calibration import fit
-    from .calibration.export import market_section, scenarios_section
-    from .history import read_many
 
     if args.scenarios < 100:
         raise ValueError(f"--scenarios must be >= 100, got {args.scenarios}")
@@ -210,7 +210,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 
 def _check_book_underlyings(book: dict[str, Path], names: list[str]) -> None:
-    from .book import Book
+    from ..book import Book
 
     b = Book.from_files(book["instruments"], book["positions"], book.get("collateral"))
     unds = sorted({str(u).upper() for u in b.instruments["underlying"]})

@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _make_book(args: argparse.Namespace) -> int:
-    from .synthetic import make_book
+    from ..synthetic import make_book
 
     if args.accounts < 1:
         raise ValueError(f"--accounts must be >= 1, got {args.accounts}")
@@ -197,7 +197,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from ..compare import compare
     from .config import load_config
     from .runner import build_market, build_methods, load_book
 
@@ -294,10 +294,11 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--output", default="marginlab-compare", help="output folder")
     k.set_defaults(func=_compare)
 
-    from .backtest_runner import add_backtest_parser
+    from ..backtest_runner import add_backtest_parser
 
     add_backtest_parser(sub)
-    from .engine import add_replay_parser, add_serve_parser
+    from ..engine import add_replay_parser
+    from .service import add_serve_parser
 
     add_replay_parser(sub)
     add_serve_parser(sub)

@@ -189,12 +189,14 @@ class MonteCarloParams(_Strict):
     ``move_cap``: cap on each underlying's log move over the MPOR (default 1.0), or
     ``"none"``. ``sampling``: ``"plain"``, ``"qmc"`` (randomised Sobol', ``randomizations``
     independent scramblings, which must divide ``scenarios.n_scenarios``) or ``"mixture"``
-    (defensive-mixture importance sampling with likelihood-ratio weights).
+    (defensive-mixture importance sampling with likelihood-ratio weights) or ``"shift"``
+    (defensive mixture of plain normals and normals shifted +-2.5 sd along each asset's
+    shock direction, with likelihood-ratio weights).
     """
 
     zero_drift: bool | None = None
     move_cap: PositiveFloat | Literal["none"] | None = None
-    sampling: Literal["plain", "qmc", "mixture"] | None = None
+    sampling: Literal["plain", "qmc", "mixture", "shift"] | None = None
     randomizations: int | None = Field(None, ge=2, le=4096)
 
 
@@ -469,7 +471,7 @@ class RunConfig(_Strict):
                     for k, v in p.items():
                         out[f"methods[{i}].params.prices.{k}"] = self.path(v)
             elif isinstance(m, TieredMethod):
-                from .margin.bracket_tables import builtin_table_names
+                from ..margin.bracket_tables import builtin_table_names
 
                 for k, v in m.params.tables.items():
                     if v != "builtin" and v not in builtin_table_names():
@@ -533,7 +535,7 @@ def check_scheduler_address(address: str, key: str = "--scheduler") -> str:
 def _model_problems(cfg: RunConfig) -> list[str]:
     """Build the scenario model (cheap) so that bad sigmas and correlations are reported
     with their keys now, not after the output folder is touched."""
-    from .runner import build_model  # local: runner imports this module
+    from .build import build_model  # local: build imports this module
 
     try:
         build_model(cfg)

@@ -1,7 +1,7 @@
 """The commented example configuration of ``marginlab init``, generated from the schema.
 
-Every section of :class:`~marginlab.models.config.RunConfig`, every method type of
-:data:`~marginlab.models.config.METHOD_SCHEMAS` and every field of their ``params`` is written
+Every section of :class:`~marginlab.models.app.config.RunConfig`, every method type of
+:data:`~marginlab.models.app.config.METHOD_SCHEMAS` and every field of their ``params`` is written
 from the pydantic models themselves: a field added to the schema appears in the template with
 its type and default, so the template cannot fall behind the configuration it documents.
 Settings that a first run needs are active; the others are commented out (``# key = ...``)
@@ -199,7 +199,7 @@ def _section(name: str, model: type[BaseModel], required: bool) -> list[str]:
 
 
 def _model_fields(model: str) -> list[str]:
-    from .market import GARCH, GBM, MertonJump
+    from ..market import GARCH, GBM, MertonJump
 
     cls = {"gbm": GBM, "merton": MertonJump, "garch": GARCH}[model]
     return [f.name for f in dataclasses.fields(cls) if f.init and f.name != "corr"]
