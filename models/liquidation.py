@@ -139,6 +139,42 @@ def _horizon_years(horizon_days: Any, horizon: Any) -> float:
     return check_real("horizon_days", days, low=0.0, low_open=True) / 365.0
 
 
+def _state_today(book: Book, conv: Any, rules: LiquidationRules, dt: float, n_paths: int,
+                 n_steps: int) -> tuple[np.ndarray, ...]:
+    """Simulated accounts' ids, margin balance, maintenance margin and equity today (USD;
+    options at model value with their short-option margin) and the kernel's option rules."""
+    mb, mm, eq = K.margin_state(conv.accounts, conv.tables, conv.s0)
+    orules = None if conv.options is None else _lo.option_rules(rules, dt)
+    if conv.options is not None:  # option values (mark-to-model) and short-option margin
+        ov, omm = _lo.initial_option_margin(conv.options, orules, conv.tables, conv.s0,
+                                            mb.size, n_paths, n_steps)
+        mb, mm, eq = mb + ov, mm + omm, eq + ov
+    return book.account_ids[conv.keep], mb, mm, eq, orules
+
+
+def below_threshold_today(book: Book, market: MarketState, rules: LiquidationRules, *,
+                          horizon_days: float = 2.0, n_steps: int = 48) -> pd.DataFrame:
+    """Accounts whose margin balance is already below ``liquidation_fraction`` x maintenance
+    margin at today's prices (which :func:`simulate_liquidations` refuses to simulate).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``account_id``, ``equity``, ``margin_balance``, ``maintenance_margin`` (USD), one row
+        per such account (empty when none).
+    """
+    horizon = check_real("horizon_days", horizon_days, low=0.0, low_open=True) / 365.0
+    n_steps = _positive_int("n_steps", n_steps)
+    conv = _convert(book, market, rules, horizon, "auto")
+    cols = ["account_id", "equity", "margin_balance", "maintenance_margin"]
+    if conv.keep.size == 0:
+        return pd.DataFrame(columns=cols)
+    ids, mb, mm, eq, _ = _state_today(book, conv, rules, horizon / n_steps, 1, n_steps)
+    bad = mb < rules.liquidation_fraction * mm
+    return pd.DataFrame({"account_id": ids[bad].astype(str), "equity": eq[bad],
+                         "margin_balance": mb[bad], "maintenance_margin": mm[bad]})
+
+
 def simulate_liquidations(
     book: Book,
     market: MarketState,
@@ -288,13 +324,7 @@ def simulate_liquidations(
     krules = rules.kernel_rules()
     edges = np.linspace(-0.4, 0.4, 81) if level_edges is None else np.asarray(level_edges, float)
     accounts = conv.accounts
-    mb, mm, eq = K.margin_state(accounts, conv.tables, conv.s0)
-    orules = None if conv.options is None else _lo.option_rules(rules, dt)
-    if conv.options is not None:  # option values (mark-to-model) and short-option margin
-        ov, omm = _lo.initial_option_margin(conv.options, orules, conv.tables, conv.s0,
-                                            mb.size, n_paths, n_steps)
-        mb, mm, eq = mb + ov, mm + omm, eq + ov
-    ids = book.account_ids[conv.keep]
+    ids, mb, mm, eq, orules = _state_today(book, conv, rules, dt, n_paths, n_steps)
     bad = mb < rules.liquidation_fraction * mm
     if np.any(bad):
         k = int(np.flatnonzero(bad)[0])

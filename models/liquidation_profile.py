@@ -36,6 +36,7 @@ from .liquidation import (
     LiquidationRules,
     PriceImpact,
     _convert,
+    below_threshold_today,
     simulate_liquidations,
     var_es,
 )
@@ -181,6 +182,34 @@ def _empty_rows(ids: Sequence[str], qs: tuple[float, ...]) -> pd.DataFrame:
     return out
 
 
+def _liquidated_now(under: pd.DataFrame, reference: dict[str, str], market: MarketState,
+                    qs: tuple[float, ...]) -> pd.DataFrame:
+    """Rows of accounts already below their liquidation threshold today (see
+    ``below_threshold="report"``)."""
+    ids = under["account_id"].astype(str).tolist()
+    out = _empty_rows(ids, qs)
+    eq = under["equity"].to_numpy(float)
+    mm = under["maintenance_margin"].to_numpy(float)
+    mb = under["margin_balance"].to_numpy(float)
+    out["simulated"] = True
+    out["reference_asset"] = np.asarray([reference.get(a) for a in ids], dtype=object)
+    out["equity"] = eq
+    out["margin_ratio"] = np.where(mm > 0, mb / np.where(mm > 0, mm, 1.0), np.inf)
+    out["p_margin_call"] = 1.0
+    out["p_liquidation"] = 1.0
+    out["p_bankruptcy"] = (eq < 0).astype(float)
+    mark = np.array([market.price(r) if r is not None else np.nan
+                     for r in out["reference_asset"]], float)
+    for q in qs:
+        out[f"time_to_liquidation_days_{_quantile_label(q)}"] = 0.0
+        out[f"liquidation_price_{_quantile_label(q)}"] = mark
+    out["mean_time_to_liquidation_days"] = 0.0
+    out["bad_debt_mean"] = np.maximum(-eq, 0.0)
+    out["bad_debt_es"] = np.maximum(-eq, 0.0)
+    out["final_equity_mean"] = np.maximum(eq, 0.0)
+    return out
+
+
 def liquidation_profile(
     book: Book,
     market: MarketState,
@@ -199,6 +228,7 @@ def liquidation_profile(
     level: float = 0.99,
     method: str = "auto",
     max_memory_mb: float = 256.0,
+    below_threshold: str = "raise",
 ) -> pd.DataFrame:
     r"""Liquidation risk of every account: probabilities, timing, price range, bad debt.
 
@@ -240,6 +270,13 @@ def liquidation_profile(
         Level of the expected shortfall of each account's bad debt.
     method : {"auto", "fast", "general"}
         Cascade engine (see :func:`simulate_liquidations`).
+    below_threshold : {"raise", "report"}
+        An account already below its liquidation threshold at today's prices: ``"raise"``
+        (default) refuses the book, as :func:`simulate_liquidations` does; ``"report"``
+        leaves it out of the simulation and reports it as liquidated now (probabilities of
+        margin call and liquidation 1, time 0, the price its reference asset's mark today,
+        bankruptcy 1 if its equity is negative, bad debt its deficit ``max(-equity, 0)``
+        before the fee, final equity ``max(equity, 0)``) -- the batch run's choice.
     max_memory_mb : float
         Budget of the per-path outcomes (``n_paths x accounts x 56`` bytes); more accounts
         are reported in several runs over the same paths (identical simulations).
@@ -290,6 +327,19 @@ def liquidation_profile(
         raise ValueError(f"accounts names account(s) not in the book: {unknown[:5]}")
     if len(set(wanted)) != len(wanted):
         raise ValueError("accounts must not repeat an account id")
+    if below_threshold not in ("raise", "report"):
+        raise ValueError(f"below_threshold must be 'raise' or 'report', got {below_threshold!r}")
+    under = None
+    if below_threshold == "report":
+        steps = paths.shape[1] - 1 if paths is not None and np.ndim(paths) == 3 else n_steps
+        under = below_threshold_today(book, market, rules, horizon_days=days, n_steps=steps)
+        if len(under):
+            ref_all = _reference_by_account(book, _convert(book, market, rules, horizon,
+                                                           method))
+            keep = ~np.isin(np.asarray(book.account_ids, dtype=str), under["account_id"])
+            book = book.subset(np.flatnonzero(keep))
+        else:
+            under = None
     conv = _convert(book, market, rules, horizon, method)
     simulated = {str(a) for a in book.account_ids[conv.keep]}
     sim_ids = [a for a in wanted if a in simulated]
@@ -321,6 +371,11 @@ def liquidation_profile(
                                     paths=paths, path_assets=path_assets, method=method,
                                     record=0, track=part)
         frames.append(profile_frame(res, quantiles=qs, level=level, reference=ref))
+    if under is not None:
+        gone = set(under["account_id"])
+        frames.append(_liquidated_now(under[under["account_id"].isin(wanted)], ref_all,
+                                      market, qs))
+        simulated |= gone
     empty = [a for a in wanted if a not in simulated]
     if empty:
         frames.append(_empty_rows(empty, qs))

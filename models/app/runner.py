@@ -167,7 +167,7 @@ def compute_block(cfg: RunConfig, book: Book, block: int, run_id: str = ""
             sub, market, rules=_profile_rules(cfg), impact=None,
             horizon_days=sc.horizon_days if lp.horizon_days is None else lp.horizon_days,
             paths=paths, path_assets=[u.upper() for u in sc.underlyings],
-            quantiles=tuple(lp.quantiles), level=lp.level)
+            quantiles=tuple(lp.quantiles), level=lp.level, below_threshold="report")
     rows, allocs = [], []
     for method, scen in zip(methods, scens, strict=True):
         res = method.compute(sub, market, scenarios=scen)

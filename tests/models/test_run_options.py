@@ -229,7 +229,8 @@ def test_bad_options_name_their_key(tmp_path, change, key):
 
 
 def _linear_book_files(tmp: Path) -> dict:
-    """A book of linear perpetuals, leverage 2x to 25x (some accounts near liquidation)."""
+    """A book of linear perpetuals, leverage 2x to 25x (some accounts near liquidation) and
+    two accounts at 200x, already below their liquidation threshold today."""
     rng = np.random.default_rng(4)
     n = 40
     inst = pd.DataFrame({"instrument_id": ["BTC-PERP", "ETH-PERP"],
@@ -241,6 +242,7 @@ def _linear_book_files(tmp: Path) -> dict:
     eth = pd.DataFrame({"account_id": acc[::3], "instrument_id": "ETH-PERP",
                         "quantity": -qty[::3] * 20.0, "entry_price": 3_000.0})
     lev = rng.uniform(2.0, 25.0, n)
+    lev[:2] = 200.0  # two accounts already below their liquidation threshold today
     col = pd.DataFrame({"account_id": acc, "asset": "USDT",
                         "amount": np.abs(qty) * 60_000.0 / lev})
     book = Book.from_frames(inst, pd.concat([pos, eth], ignore_index=True), col)
@@ -252,8 +254,9 @@ def _linear_book_files(tmp: Path) -> dict:
 def test_liquidation_profile_in_a_run(tmp_path):
     """Oracle: liquidation_profile through the API on the whole book with the run's paths
     gives liquidation.parquet exactly (the run computes it block by block: accounts are
-    judged each on its own, so the split does not matter); law: another account block gives
-    the same file; the report lists the accounts most likely to be liquidated."""
+    judged each on its own, so the split does not matter); an account already under water
+    today is reported liquidated now instead of stopping the run; law: another account block
+    gives the same file; the report lists the accounts most likely to be liquidated."""
     from marginlab.models.app.runner import profile_paths
     from marginlab.models.liquidation import LiquidationRules
     from marginlab.models.liquidation_profile import liquidation_profile
@@ -271,10 +274,17 @@ def test_liquidation_profile_in_a_run(tmp_path):
     expect = liquidation_profile(
         book, build_market(cfg), paths=profile_paths(cfg), path_assets=["BTC", "ETH"],
         rules=LiquidationRules(maintenance={"BTC": 0.01, "ETH": 0.02}, insurance_fund=np.inf),
-        horizon_days=2.0, quantiles=(0.1, 0.9))
+        horizon_days=2.0, quantiles=(0.1, 0.9), below_threshold="report")
     pd.testing.assert_frame_equal(got, expect, check_dtype=False)
-    assert 0 < got["p_liquidation"].max() < 1 and (got["p_margin_call"] >=
-                                                     got["p_liquidation"]).all()
+    assert (got["p_margin_call"] >= got["p_liquidation"]).all()
+    now = got[got["account_id"].isin(["a00", "a01"])]
+    assert (now["p_liquidation"] == 1.0).all() and (now["time_to_liquidation_days_q10"] == 0).all()
+    later = got[~got["account_id"].isin(["a00", "a01"])]
+    assert 0 < later["p_liquidation"].max() < 1
+    with pytest.raises(ValueError, match="already below its liquidation threshold"):
+        liquidation_profile(book, build_market(cfg), paths=profile_paths(cfg),
+                            path_assets=["BTC", "ETH"], horizon_days=2.0,
+                            rules=LiquidationRules(maintenance={"BTC": 0.01, "ETH": 0.02}))
     data2 = json.loads(json.dumps(data))
     data2["run"].update(account_block=40, output="out2", report=False)
     _, res2, _ = _run(tmp_path, data2)
