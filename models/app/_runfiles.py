@@ -68,6 +68,11 @@ def write_atomic(final: Path, write: Callable[[Path], Any]) -> Path:
     return final
 
 
+def write_text_atomic(final: Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``final`` through :func:`write_atomic`."""
+    return write_atomic(Path(final), lambda p: p.write_text(text, encoding="utf-8"))
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes (hex)."""
     h = hashlib.sha256()

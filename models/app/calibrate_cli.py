@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ._runfiles import write_text_atomic
+
 __all__ = ["add_calibrate_arguments", "calibrate_command", "asset_name"]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
@@ -183,7 +185,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
               "volatility,\na stand-in for implied volatilities (replace it to price "
               "options at market).")
     if out is not None:
-        _write(out, _toml.dumps({"market": market, "scenarios": scen}, header=header))
+        write_text_atomic(out, _toml.dumps({"market": market, "scenarios": scen}, header=header))
         print(f"wrote {out} ([market] and [scenarios]; add [book] and [[methods]])")
     if cfg_path is not None:
         assert book is not None
@@ -203,7 +205,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
             ],
             "run": {"output": "marginlab-output"},
         }
-        _write(cfg_path, _toml.dumps(cfg, header=header + f"\nrun it: marginlab run "
+        write_text_atomic(cfg_path, _toml.dumps(cfg, header=header + f"\nrun it: marginlab run "
                                      f"{cfg_path.name}"))
         print(f"wrote {cfg_path}; run it with: marginlab run {cfg_path}")
     return 0
@@ -220,11 +222,3 @@ def _check_book_underlyings(book: dict[str, Path], names: list[str]) -> None:
                          f"file; calibrated: {names}")
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._runfiles import write_text_atomic
+
 __all__ = ["main"]
 
 
@@ -104,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
     outputs = run_batch(cfg, progress=not args.quiet)
     _print_outputs(outputs)
     written = outputs.folder / "config.toml"
-    _write_text(written, demo_config_toml(data))
+    write_text_atomic(written, demo_config_toml(data))
     print(f"  {written.name} (the configuration of this run: marginlab run {written} "
           "gives the same numbers)")
     return 0
@@ -133,22 +135,13 @@ def _init(args: argparse.Namespace) -> int:
         raise ValueError(f"PATH: {path} exists; pass --force to overwrite it")
     if not path.parent.is_dir():
         raise ValueError(f"PATH: the folder {path.parent} does not exist")
-    _write_text(path, example_config(path.name))
+    write_text_atomic(path, example_config(path.name))
     print(f"wrote {path}: a synthetic book, GBM scenarios, and every method type (those "
           "needing files commented out)")
     print(f"run it with: marginlab run {path}")
     return 0
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed when complete."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _version() -> str:
