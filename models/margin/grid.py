@@ -197,12 +197,16 @@ def _group_columns(prep: _Prepared, g: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _unit_grid(prep: _Prepared, market: MarketState, inst_cols: np.ndarray,
                coll_cols: np.ndarray, s0: float, inst_moves: np.ndarray,
-               vol_factor: np.ndarray, coll_moves: np.ndarray) -> np.ndarray:
+               vol_factor: np.ndarray, coll_moves: np.ndarray,
+               skew: np.ndarray | None = None, term: np.ndarray | None = None) -> np.ndarray:
     """Unit P&L (USD) of the columns of one underlying on its grid, shape (n_cols, K).
 
     ``inst_moves`` and ``vol_factor`` (n_instruments, K) give each instrument its own relative
     price move and vol multiplier in each scenario (one kernel column per instrument);
-    ``coll_moves`` (K,) moves the collateral asset (P&L per unit ``s0 x move``).
+    ``coll_moves`` (K,) moves the collateral asset (P&L per unit ``s0 x move``). ``skew`` and
+    ``term`` (K,), optional: additive shocks of the vol surface's skew and term factors in
+    each scenario (:mod:`marginlab.models.vol_surface`); ``None`` (default): not passed to
+    the kernel at all, so the grid is bit for bit the level-only one.
     """
     n_k = inst_moves.shape[1] if inst_moves.ndim == 2 else len(coll_moves)
     rows = []
@@ -211,8 +215,13 @@ def _unit_grid(prep: _Prepared, market: MarketState, inst_cols: np.ndarray,
         a = {k: np.asarray(v)[inst_cols] for k, v in prep.arrays.items()}
         a["underlying"] = np.arange(n)
         prices = (s0 * (1.0 + inst_moves)).T
+        shape = {}
+        if skew is not None or term is not None:
+            for key, x in (("skew_shock", skew), ("term_shock", term)):
+                x = np.zeros(prices.shape[0]) if x is None else np.asarray(x, float)
+                shape[key] = np.tile(x[:, None], (1, n))
         rows.append(unit_pnl(prices, vol_factor.T, np.full(n, s0), horizon=prep.horizon,
-                             rate=market.rate, **a))
+                             rate=market.rate, **a, **shape))
     if len(coll_cols):
         rows.append(np.tile(s0 * coll_moves, (len(coll_cols), 1)))
     return np.concatenate(rows, axis=0) if rows else np.zeros((0, n_k))
@@ -277,6 +286,15 @@ def _span_label(number: int, frac: float, vdir: int, extreme: bool, multiple: fl
     return f"{number}: {price}, vol {'up' if vdir > 0 else 'down'}"
 
 
+_DIR_NAMES = {+1: "up", -1: "down"}
+
+
+def _shape_label(sdir: int, tdir: int) -> str:
+    """``", skew up"``, ``", term down"``, ``", skew up, term down"`` (empty for (0, 0))."""
+    return "".join(f", {name} {_DIR_NAMES[d]}" for name, d in (("skew", sdir), ("term", tdir))
+                   if d)
+
+
 @dataclass(frozen=True, eq=False)
 class SpanLike:
     r"""CME SPAN-style margin: 16 risk scenarios per underlying, spread charge, SOM.
@@ -315,6 +333,16 @@ class SpanLike:
         IM = initial_multiplier x MM, in [1, 10]; default 1.1 (CME's speculator initial
         margin, 110 % of maintenance) unless ``mm_fraction`` is given.
     name : str, default "SPAN-like"
+    skew_scan : float or mapping of str to float, default 0.0
+        Skew scan range per underlying: the size of the additive shock ``s`` of the implied
+        vol surface's skew factor (:mod:`marginlab.models.vol_surface`), in [0, 1]. Greater
+        than 0: scenarios 1-14 are repeated with the skew up (``+s``) and down (``-s``), see
+        Notes. 0 (default, and underlyings not listed in a mapping): the 16 scenarios
+        alone, bit for bit.
+    term_scan : float or mapping of str to float, default 0.0
+        Term-structure scan range: the size of the additive shock ``tau`` of the surface's
+        term factor, in [0, 1]; repeats scenarios 1-14 with the term slope up and down as
+        ``skew_scan`` does (jointly with the skew variants when both are set).
 
     Notes
     -----
@@ -326,6 +354,30 @@ class SpanLike:
     risk array is its loss there times the weight: ``R_k = w_k x (-sum_j q_j U_jk)`` with
     ``w_k = 1`` for 1-14 and ``extreme_cover`` for 15-16 (CME's published risk arrays already
     hold the covered fraction of the extreme loss).
+
+    **Volatility-shape scenarios** (``skew_scan``, ``term_scan``). Classic SPAN shifts one
+    implied-vol level per underlying, so risk reversals and option calendar spreads carry no
+    skew or term-structure risk; CME's SPAN 2 instead revalues on scenarios that move the
+    whole volatility surface. In that spirit, with skew scan ``s_u > 0`` and/or term scan
+    ``t_u > 0`` every scenario 1-14 (price ``f_k``, vol ``d_k``) is repeated for each shape
+    move ``(a, b)`` with ``a`` in {0, +1, -1} (only 0 when ``s_u = 0``), ``b`` in
+    {0, +1, -1} (only 0 when ``t_u = 0``), ``(a, b) != (0, 0)``: option ``j`` is revalued at
+    ``sigma_j (1 + d_k v) exp(a s_u x_j + b t_u y_j)``, ``x_j = 2 tanh(k_j / (2 sqrt T_j))``
+    its skew loading and ``y_j = log(T_j / 30 d)`` its term loading (sticky strike, from
+    today's spot; :func:`marginlab.models.vol_surface.shock_loadings`), weight 1. Skew up
+    (``a = +1``) raises the vols of strikes above the forward and lowers those below (a put
+    skew flattening); term up (``b = +1``) raises the vols of expiries beyond 30 days and
+    lowers the shorter ones. Skew only: 16 + 28 = 44 scenarios, numbered 17-30 (skew up,
+    in the order of 1-14) and 31-44 (skew down); term only likewise; both: 16 + 8 x 14 =
+    128, in the order (skew, term) = (0, +), (0, -), (+, 0), (+, +), (+, -), (-, 0),
+    (-, +), (-, -) (:meth:`scenario_table` lists them). The extreme moves 15-16 keep the vol
+    and its shape unchanged, as in SPAN. Linear contracts, spot and collateral do not depend
+    on the vols, so their risk arrays on the extra scenarios repeat scenarios 1-14 and their
+    margin does not change. The worst case is taken over all the scenarios at once (one
+    scan, same ties rule: the lowest scenario number among ties, so a book without skew or
+    term exposure keeps its classic driver); the driver string names the shape move, e.g.
+    ``"BTC 21: price up 2/3 range, vol up, skew down"``. The margin cannot fall: the 16
+    classic scenarios are still scanned.
 
     **Scanning risk** ``SR_u = max(0, max_k R_k)``; the driving scenario is the arg max.
 
@@ -396,6 +448,8 @@ class SpanLike:
     include_collateral: bool = True
     initial_multiplier: float | None = None
     name: str = "SPAN-like"
+    skew_scan: Any = 0.0
+    term_scan: Any = 0.0
 
     def __post_init__(self) -> None:
         sets = object.__setattr__
@@ -432,30 +486,63 @@ class SpanLike:
             m = 1.1
         sets(self, "initial_multiplier", m)
         sets(self, "mm_fraction", 1.0 / m)
+        sets(self, "skew_scan", _per_underlying("skew_scan", self.skew_scan, low=0.0, high=1.0))
+        sets(self, "term_scan", _per_underlying("term_scan", self.term_scan, low=0.0, high=1.0))
         _check_common(self)
 
     # ------------------------------------------------------------------ scenarios
-    def scenario_table(self, underlying: str | None = None) -> pd.DataFrame:
-        """The 16 scenarios: number, label, moves in scan ranges, weight.
+    def _shape_moves(self, underlying: str | None) -> list[tuple[int, int]]:
+        """The volatility-shape moves ``(skew dir, term dir)`` added to scenarios 1-14."""
+        def on(name: str, value: Any) -> bool:
+            if underlying is None:
+                return any(v > 0.0 for _, v in _values(value))
+            return _lookup(name, value, underlying, default=0.0) > 0.0
 
-        Columns ``scenario`` (1-16), ``label``, ``price_scans`` (price move in price scan
-        ranges), ``vol_scans`` (+1 up, -1 down, 0 unchanged), ``weight``; with
-        ``underlying`` also ``price_move`` (relative) and ``vol_factor`` (implied-vol
-        multiplier) for that underlying's parameters.
+        sdirs = (0, +1, -1) if on("skew_scan", self.skew_scan) else (0,)
+        tdirs = (0, +1, -1) if on("term_scan", self.term_scan) else (0,)
+        return [(a, b) for a in sdirs for b in tdirs if (a, b) != (0, 0)]
+
+    def scenario_table(self, underlying: str | None = None) -> pd.DataFrame:
+        """The scenarios: number, label, moves in scan ranges, weight.
+
+        Columns ``scenario`` (1-16, then 17... for the volatility-shape variants of 1-14 when
+        ``skew_scan`` or ``term_scan`` is set: see Notes), ``label``, ``price_scans`` (price
+        move in price scan ranges), ``vol_scans`` (+1 up, -1 down, 0 unchanged),
+        ``skew_scans`` and ``term_scans`` (+1, -1, 0: the shape move in skew / term scan
+        ranges), ``weight``; with ``underlying`` also ``price_move`` (relative),
+        ``vol_factor`` (implied-vol level multiplier), ``skew_shock`` and ``term_shock``
+        (additive factor shocks) for that underlying's parameters. Without ``underlying``
+        the shape variants are listed when any underlying has a non-zero scan.
         """
         m, c = self.extreme_multiple, self.extreme_cover
+        u = None if underlying is None else str(underlying).strip().upper()
         rows = []
         for i, (frac, vdir, ext) in enumerate(SPAN_SCENARIOS, start=1):
             f = frac * m if ext else frac
             rows.append({"scenario": i, "label": _span_label(i, frac, vdir, ext, m, c),
-                         "price_scans": f, "vol_scans": vdir, "weight": c if ext else 1.0})
+                         "price_scans": f, "vol_scans": vdir, "skew_scans": 0,
+                         "term_scans": 0, "weight": c if ext else 1.0})
+        number = len(SPAN_SCENARIOS)
+        for a, b in self._shape_moves(u):
+            for frac, vdir, ext in SPAN_SCENARIOS:
+                if ext:
+                    continue
+                number += 1
+                rows.append({"scenario": number,
+                             "label": _span_label(number, frac, vdir, ext, m, c)
+                             + _shape_label(a, b),
+                             "price_scans": frac, "vol_scans": vdir, "skew_scans": a,
+                             "term_scans": b, "weight": 1.0})
         table = pd.DataFrame(rows)
-        if underlying is not None:
-            u = str(underlying).upper()
+        if u is not None:
             p = _lookup("price_scan", self.price_scan, u)
             v = _lookup("vol_scan", self.vol_scan, u, default=0.0)
             table["price_move"] = table["price_scans"] * p
             table["vol_factor"] = 1.0 + table["vol_scans"] * v
+            table["skew_shock"] = table["skew_scans"] * _lookup("skew_scan", self.skew_scan,
+                                                               u, default=0.0)
+            table["term_shock"] = table["term_scans"] * _lookup("term_scan", self.term_scan,
+                                                               u, default=0.0)
         return table
 
     def _scan(self, book: Book, market: MarketState) -> tuple[_Prepared, dict[str, dict]]:
@@ -471,18 +558,23 @@ class SpanLike:
             w = tab["weight"].to_numpy()
             s0 = market.price(g)
             n_i = len(inst_cols)
+            shaped = len(tab) > len(SPAN_SCENARIOS)
             U = _unit_grid(prep, market, inst_cols, coll_cols, s0,
-                           np.tile(moves, (n_i, 1)), np.tile(vf, (n_i, 1)), moves)
+                           np.tile(moves, (n_i, 1)), np.tile(vf, (n_i, 1)), moves,
+                           skew=tab["skew_shock"].to_numpy() if shaped else None,
+                           term=tab["term_shock"].to_numpy() if shaped else None)
             cols = np.concatenate([inst_cols, coll_cols])
             out[g] = {"cols": cols, "U": U, "w": w, "s0": s0,
                       "risk": _losses(prep, cols, U) * w, "labels": tab["label"].to_numpy()}
         return prep, out
 
     def risk_arrays(self, book: Book, market: MarketState) -> dict[str, np.ndarray]:
-        """Each account's SPAN risk array per underlying held: shape (n_accounts, 16), USD.
+        """Each account's SPAN risk array per underlying held: shape (n_accounts, K), USD.
 
-        Entry ``k`` is the account's loss (positive) in scenario ``k + 1`` times the
-        scenario's weight (``extreme_cover`` for 15-16), rows in ``book.account_ids`` order.
+        ``K`` is 16, or the length of :meth:`scenario_table` for the underlying when it has
+        a skew or term scan. Entry ``k`` is the account's loss (positive) in scenario
+        ``k + 1`` times the scenario's weight (``extreme_cover`` for 15-16), rows in
+        ``book.account_ids`` order.
         """
         _, scan = self._scan(book, market)
         return {g: d["risk"] for g, d in scan.items()}
@@ -498,10 +590,9 @@ class SpanLike:
         driver = np.full(n_acc, "none", dtype=object)
         best = np.zeros(n_acc)
         contrib = np.zeros(len(prep.nnz_qty))
-        prio = np.zeros(len(SPAN_SCENARIOS))
         for g, d in scan.items():
             cols, U, w, s0, risk = d["cols"], d["U"], d["w"], d["s0"], d["risk"]
-            sr, k = _worst(risk, prio)
+            sr, k = _worst(risk, np.zeros(risk.shape[1]))
             delta, tier = self._deltas(prep, market, cols, s0)
             sel, loc = _nnz_in(prep, cols)
             acc, q = prep.nnz_acc[sel], prep.nnz_qty[sel]

@@ -106,6 +106,14 @@ class DeribitLike:
 
     **Worst case** ``W = max(0, max_i L_i, max_e E_e)`` (ties go to the "vol same" scenario).
 
+    **No skew dimension.** Deribit's documented risk matrix shocks the price and the vol
+    *level* only (each option's own vol, up and down with the ``(30/d)^k`` term scaling
+    above): it has no skew or smile-shape scenario. Options are revalued at their own
+    surface vols (``MarketState.surfaces``), so the skew enters through today's vols, but
+    unlike :class:`~marginlab.models.margin.grid.SpanLike` (``skew_scan``, ``term_scan``)
+    this grid adds no skew or term-shape scenarios: adding them would no longer describe
+    Deribit's method.
+
     **Roll shock** ``RS = sum_{futures, perpetuals} |notional_j| x max(a_min, a x T_j)``
     (``T_j`` years to expiry, 0 for perpetuals; notional ``q m S`` linear, ``q F`` inverse):
     long and short futures each add, so offsetting futures pay for their basis risk.
