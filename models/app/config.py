@@ -228,6 +228,8 @@ class SpanParams(_Strict):
     horizon_days: float | None = Field(None, ge=0.0, le=LIMITS["horizon_days"])
     include_collateral: bool | None = None
     initial_multiplier: float | None = Field(None, ge=1.0, le=10.0)
+    skew_scan: FloatOrMap | None = None
+    term_scan: FloatOrMap | None = None
 
 
 class DeribitParams(_Strict):

@@ -112,11 +112,13 @@ def test_monte_carlo_sampling_and_move_cap_follow_the_api(tmp_path):
 
 
 def test_grid_conventions_from_the_configuration(tmp_path):
-    """Oracle: SpanLike(initial_multiplier=1.25) and DeribitLike(coin_margin=False) from the
-    API; law: SPAN-like IM = initial_multiplier x MM."""
+    """Oracle: SpanLike(initial_multiplier=1.25, skew_scan=0.1) and
+    DeribitLike(coin_margin=False) from the API; law: SPAN-like IM = initial_multiplier x
+    MM."""
     methods = [
         {"type": "span", "name": "span",
-         "params": {"price_scan": 0.15, "vol_scan": 0.25, "initial_multiplier": 1.25}},
+         "params": {"price_scan": 0.15, "vol_scan": 0.25, "initial_multiplier": 1.25,
+                    "skew_scan": 0.1}},
         {"type": "deribit", "name": "deribit usd", "params": {"coin_margin": False}},
     ]
     cfg, _, df = _run(tmp_path, _config(tmp_path, methods))
@@ -125,7 +127,7 @@ def test_grid_conventions_from_the_configuration(tmp_path):
     assert (span["im"] > 0).any()
     np.testing.assert_allclose(span["im"], 1.25 * span["mm"], rtol=1e-12)
     for name, ref in (("span", SpanLike(price_scan=0.15, vol_scan=0.25,
-                                        initial_multiplier=1.25, name="span")),
+                                        initial_multiplier=1.25, skew_scan=0.1, name="span")),
                       ("deribit usd", DeribitLike(coin_margin=False, name="deribit usd"))):
         expect = ref.compute(book, market)
         np.testing.assert_allclose(_rows(df, name).loc[expect.account_ids, "im"],
