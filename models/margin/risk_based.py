@@ -323,33 +323,46 @@ def historical_scenarios(prices: pd.DataFrame, market: MarketState, *, horizon_d
                        funding_shock=fmove)
 
 
+def _history_columns(name: str, frame: Any, p: pd.DataFrame, what: str = ""):
+    """Validate a per-underlying history table (``implied_vol``, ``basis``, ``funding``)
+    against the price columns of ``p``; yield each column's name, its position in ``p`` and
+    its values as floats without NaN, sorted by date."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{name} must be a DataFrame{what} (one column per underlying), got "
+                        f"{type(frame).__name__}")
+    cols = [str(c).upper() for c in p.columns]
+    for c in frame.columns:
+        if str(c).upper() not in cols:
+            raise ValueError(f"{name} column {c!r} is not a column of prices "
+                             f"{list(p.columns)}")
+        yield c, cols.index(str(c).upper()), frame[c].astype(float).dropna().sort_index()
+
+
+def _at_dates(x: Any, dates: pd.Index) -> Any:
+    """``x`` (Series or DataFrame indexed by date) as of each of ``dates``: the last value on
+    or before it (NaN before the first)."""
+    return x.reindex(x.index.union(dates)).ffill().reindex(dates)
+
+
 def _funding_moves(funding: Any, p: pd.DataFrame, h: int) -> np.ndarray | None:
     """``sum_k (r_k - r_t)`` over the settlements of days ``(t, t + h]`` per h-day return row
     and column of ``p`` (None without ``funding``)."""
     if funding is None:
         return None
-    if not isinstance(funding, pd.DataFrame):
-        raise TypeError(f"funding must be a DataFrame of funding rates (one column per "
-                        f"underlying), got {type(funding).__name__}")
-    cols = {str(c).upper(): c for c in p.columns}
     out = np.zeros((p.shape[0] - h, p.shape[1]))
     days = pd.DatetimeIndex(p.index).normalize()
-    for c in funding.columns:
-        if str(c).upper() not in cols:
-            raise ValueError(f"funding column {c!r} is not a column of prices "
-                             f"{list(p.columns)}")
-        r = funding[c].astype(float).dropna().sort_index()
+    for c, j, r in _history_columns("funding", funding, p, " of funding rates"):
         if np.any(~np.isfinite(r.to_numpy())) or np.any(np.abs(r.to_numpy()) > 1.0):
             raise ValueError(f"funding[{c!r}] must be finite rates in [-1, 1] per interval")
         day = pd.DatetimeIndex(r.index).normalize()
         g = pd.DataFrame({"s": r.to_numpy(), "n": 1.0, "last": r.to_numpy()}, index=day)
         g = g.groupby(level=0).agg({"s": "sum", "n": "sum", "last": "last"})
         g["s"], g["n"] = g["s"].cumsum(), g["n"].cumsum()
-        at = g.reindex(g.index.union(days)).ffill().reindex(days)
+        at = _at_dates(g, days)
         cs, cn, last = (at[k].to_numpy() for k in ("s", "n", "last"))
         cs, cn = np.nan_to_num(cs), np.nan_to_num(cn)
         move = (cs[h:] - cs[:-h]) - (cn[h:] - cn[:-h]) * last[:-h]
-        out[:, list(cols).index(str(c).upper())] = np.where(np.isfinite(move), move, 0.0)
+        out[:, j] = np.where(np.isfinite(move), move, 0.0)
     return out
 
 
@@ -358,24 +371,15 @@ def _basis_moves(basis: Any, p: pd.DataFrame, h: int) -> np.ndarray | None:
     of ``p`` (None without ``basis``)."""
     if basis is None:
         return None
-    if not isinstance(basis, pd.DataFrame):
-        raise TypeError(f"basis must be a DataFrame of daily basis moves (one column per "
-                        f"underlying), got {type(basis).__name__}")
-    cols = {str(c).upper(): c for c in p.columns}
     out = np.zeros((p.shape[0] - h, p.shape[1]))
-    for c in basis.columns:
-        if str(c).upper() not in cols:
-            raise ValueError(f"basis column {c!r} is not a column of prices {list(p.columns)}")
-        m = basis[c].astype(float).dropna()
+    for c, j, m in _history_columns("basis", basis, p, " of daily basis moves"):
         if np.any(~np.isfinite(m.to_numpy())):
             raise ValueError(f"basis[{c!r}] must be finite")
         if not m.index.is_unique:
             raise ValueError(f"basis[{c!r}] has repeated dates")
         # cumulative moves up to each price date; the move over (t, t + h] is a difference
-        cum = m.sort_index().cumsum()
-        at = cum.reindex(cum.index.union(p.index)).ffill().reindex(p.index).fillna(0.0)
-        a = at.to_numpy()
-        out[:, list(cols).index(str(c).upper())] = a[h:] - a[:-h]
+        a = _at_dates(m.cumsum(), p.index).fillna(0.0).to_numpy()
+        out[:, j] = a[h:] - a[:-h]
     return out
 
 
@@ -384,20 +388,12 @@ def _vol_ratios(implied_vol: Any, p: pd.DataFrame, h: int) -> np.ndarray:
     out = np.ones((p.shape[0] - h, p.shape[1]))
     if implied_vol is None:
         return out
-    if not isinstance(implied_vol, pd.DataFrame):
-        raise TypeError(f"implied_vol must be a DataFrame (one column per underlying), got "
-                        f"{type(implied_vol).__name__}")
-    cols = {str(c).upper(): c for c in p.columns}
-    for c in implied_vol.columns:
-        if str(c).upper() not in cols:
-            raise ValueError(f"implied_vol column {c!r} is not a column of prices "
-                             f"{list(p.columns)}")
-        iv = implied_vol[c].astype(float).dropna().sort_index()
+    for c, j, iv in _history_columns("implied_vol", implied_vol, p):
         if np.any(~np.isfinite(iv.to_numpy())) or np.any(iv.to_numpy() <= 0.0):
             raise ValueError(f"implied_vol[{c!r}] must be finite and > 0")
-        v = iv.reindex(iv.index.union(p.index)).ffill().reindex(p.index).to_numpy()
+        v = _at_dates(iv, p.index).to_numpy()
         r = v[h:] / v[:-h]
-        out[:, list(cols).index(str(c).upper())] = np.where(np.isfinite(r), r, 1.0)
+        out[:, j] = np.where(np.isfinite(r), r, 1.0)
     return out
 
 
