@@ -152,24 +152,13 @@ def _state_today(book: Book, conv: Any, rules: LiquidationRules, dt: float, n_pa
     return book.account_ids[conv.keep], mb, mm, eq, orules
 
 
-def below_threshold_today(book: Book, market: MarketState, rules: LiquidationRules, *,
-                          horizon_days: float = 2.0, n_steps: int = 48) -> pd.DataFrame:
-    """Accounts whose margin balance is already below ``liquidation_fraction`` x maintenance
-    margin at today's prices (which :func:`simulate_liquidations` refuses to simulate).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``account_id``, ``equity``, ``margin_balance``, ``maintenance_margin`` (USD), one row
-        per such account (empty when none).
-    """
-    horizon = check_real("horizon_days", horizon_days, low=0.0, low_open=True) / 365.0
-    n_steps = _positive_int("n_steps", n_steps)
-    conv = _convert(book, market, rules, horizon, "auto")
-    cols = ["account_id", "equity", "margin_balance", "maintenance_margin"]
-    if conv.keep.size == 0:
-        return pd.DataFrame(columns=cols)
-    ids, mb, mm, eq, _ = _state_today(book, conv, rules, horizon / n_steps, 1, n_steps)
+def _under_water(book: Book, conv: Any, rules: LiquidationRules, dt: float,
+                 n_steps: int) -> pd.DataFrame:
+    """Accounts of ``book`` (converted as ``conv``) whose margin balance is already below
+    ``liquidation_fraction`` x maintenance margin at today's prices, which
+    :func:`simulate_liquidations` refuses to simulate: ``account_id``, ``equity``,
+    ``margin_balance``, ``maintenance_margin`` (USD), one row each (empty when none)."""
+    ids, mb, mm, eq, _ = _state_today(book, conv, rules, dt, 1, n_steps)
     bad = mb < rules.liquidation_fraction * mm
     return pd.DataFrame({"account_id": ids[bad].astype(str), "equity": eq[bad],
                          "margin_balance": mb[bad], "maintenance_margin": mm[bad]})

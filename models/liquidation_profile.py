@@ -36,7 +36,7 @@ from .liquidation import (
     LiquidationRules,
     PriceImpact,
     _convert,
-    below_threshold_today,
+    _under_water,
     simulate_liquidations,
     var_es,
 )
@@ -329,18 +329,18 @@ def liquidation_profile(
         raise ValueError("accounts must not repeat an account id")
     if below_threshold not in ("raise", "report"):
         raise ValueError(f"below_threshold must be 'raise' or 'report', got {below_threshold!r}")
+    conv = _convert(book, market, rules, horizon, method)
     under = None
-    if below_threshold == "report":
+    if below_threshold == "report" and conv.keep.size:
         steps = paths.shape[1] - 1 if paths is not None and np.ndim(paths) == 3 else n_steps
-        under = below_threshold_today(book, market, rules, horizon_days=days, n_steps=steps)
-        if len(under):
-            ref_all = _reference_by_account(book, _convert(book, market, rules, horizon,
-                                                           method))
+        under = _under_water(book, conv, rules, horizon / steps, steps)
+        if len(under):  # simulate the others; converted again only in this rare case
+            ref_all = _reference_by_account(book, conv)
             keep = ~np.isin(np.asarray(book.account_ids, dtype=str), under["account_id"])
             book = book.subset(np.flatnonzero(keep))
+            conv = _convert(book, market, rules, horizon, method)
         else:
             under = None
-    conv = _convert(book, market, rules, horizon, method)
     simulated = {str(a) for a in book.account_ids[conv.keep]}
     sim_ids = [a for a in wanted if a in simulated]
     if paths is None:

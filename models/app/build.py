@@ -241,7 +241,8 @@ def _with_scenarios(cfg: RunConfig, n: int) -> RunConfig:
         update={"n_scenarios": int(n)})})
 
 
-def precision_scenarios(cfg: RunConfig, book: Book
+def precision_scenarios(cfg: RunConfig, book: Book, *, market: MarketState | None = None,
+                        methods: list[Any] | None = None
                         ) -> tuple[int, tuple[tuple[int, float], ...]]:
     """The scenario count of a precision-targeted run (``run.precision_target``).
 
@@ -251,7 +252,8 @@ def precision_scenarios(cfg: RunConfig, book: Book
     evenly spaced accounts of the whole book (a fixed subset, so the count does not depend
     on blocks, threads or workers), or all. Returns the count and the history
     ``((n, worst share met), ...)``; the run then uses that count everywhere, so the same
-    seed and target give the same count and the same bits.
+    seed and target give the same count and the same bits. ``market`` and ``methods``: the
+    configuration's, when already built (else built here).
     """
     from dataclasses import replace
 
@@ -259,8 +261,9 @@ def precision_scenarios(cfg: RunConfig, book: Book
     from ..precision import precision_met
 
     run = cfg.run
-    market = build_market(cfg)
-    mcs = [m for m in map(base_method, build_methods(cfg)) if isinstance(m, MonteCarloMargin)]
+    market = build_market(cfg) if market is None else market
+    methods = build_methods(cfg) if methods is None else methods
+    mcs = [m for m in map(base_method, methods) if isinstance(m, MonteCarloMargin)]
     judge = book
     k = run.precision_sample_accounts
     if k is not None and k < book.n_accounts:

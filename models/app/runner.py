@@ -382,11 +382,11 @@ def prepare_run(cfg: RunConfig, *, output: str | os.PathLike[str] | None = None)
                                                                        cfg.run.max_scenarios)
     mem = estimate_memory_mb(top, book.n_accounts, book.n_instruments, len(book.assets))
     _check_memory(top, mem)
-    build_market(cfg)  # fits any option-chain surface
-    build_methods(cfg)  # reads price/bracket files and checks every method's parameters
+    market = build_market(cfg)  # fits any option-chain surface
+    methods = build_methods(cfg)  # reads price/bracket files and checks every method's params
     history: tuple[tuple[int, float], ...] = ()
     if cfg.run.precision_target is not None:
-        n, history = precision_scenarios(cfg, book)
+        n, history = precision_scenarios(cfg, book, market=market, methods=methods)
         cfg = _with_scenarios(cfg, n)
     identity = run_identity(cfg.digest(), cfg.input_files())
     return _Plan(out, book, identity, mem, cfg, history)
