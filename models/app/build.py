@@ -225,15 +225,39 @@ def profile_paths(cfg: RunConfig) -> np.ndarray | None:
                           seed=np.random.SeedSequence(sc.seed, spawn_key=(1,)))
 
 
-def _profile_rules(cfg: RunConfig) -> Any:
+def _profile_rules(cfg: RunConfig, book: Book | None = None) -> Any:
+    """The liquidation rules of ``[liquidation_profile]``; with ``book``, also checked to
+    cover every instrument the book holds (by instrument id or underlying) and every price
+    column it needs to be among ``scenarios.underlyings``, so that a run is refused before
+    its output folder is touched."""
     from ..liquidation import LiquidationRules
 
     lp = cfg.liquidation_profile
     mm = lp.maintenance
     if not isinstance(mm, dict):
         mm = {u.upper(): float(mm) for u in cfg.scenarios.underlyings}
-    return LiquidationRules(maintenance=mm, liquidation_fee=lp.liquidation_fee,
-                            insurance_fund=np.inf)
+    key = f"{cfg.source}: liquidation_profile"
+    try:
+        rules = LiquidationRules(maintenance=mm, liquidation_fee=lp.liquidation_fee,
+                                 insurance_fund=np.inf)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    if book is not None:
+        held = book.instruments[book.instruments["instrument_id"].isin(
+            book.positions["instrument_id"])]
+        keys = {str(k).upper() for k in rules.maintenance} | set(rules.maintenance)
+        lacking = sorted({str(u) for i, u in zip(held["instrument_id"], held["underlying"],
+                                                 strict=True)
+                          if i not in keys and str(u).upper() not in keys})
+        if lacking:
+            raise ValueError(f"{key}.maintenance: no rate for underlying(s) {lacking} that "
+                             "the book holds")
+        und = {u.upper() for u in cfg.scenarios.underlyings}
+        missing = sorted({str(u).upper() for u in held["underlying"]} - und)
+        if missing:
+            raise ValueError(f"{key}: the book holds {missing}, which are not among "
+                             "scenarios.underlyings (the profile's price paths)")
+    return rules
 
 
 def _with_scenarios(cfg: RunConfig, n: int) -> RunConfig:

@@ -384,6 +384,8 @@ def prepare_run(cfg: RunConfig, *, output: str | os.PathLike[str] | None = None)
     _check_memory(top, mem)
     market = build_market(cfg)  # fits any option-chain surface
     methods = build_methods(cfg)  # reads price/bracket files and checks every method's params
+    if cfg.liquidation_profile is not None:
+        _profile_rules(cfg, book)
     history: tuple[tuple[int, float], ...] = ()
     if cfg.run.precision_target is not None:
         n, history = precision_scenarios(cfg, book, market=market, methods=methods)

@@ -413,3 +413,22 @@ def test_basis_and_funding_factors_in_a_run(tmp_path):
     bad["methods"][1]["params"]["basis"] = "bybit"
     with pytest.raises(ValueError, match=r"methods\[1\]\.params.*basis = 'bybit'"):
         build_methods(config_from_dict(bad, tmp_path))
+
+
+@pytest.mark.parametrize("maintenance, match", [
+    ({"BTC": -0.01, "ETH": 0.02}, r"liquidation_profile: .*maintenance\['BTC'\]"),
+    ({"BTC": 0.01}, r"liquidation_profile\.maintenance: no rate for underlying\(s\) \['ETH'\]"),
+])
+def test_bad_liquidation_profile_is_refused_before_the_output(tmp_path, maintenance, match):
+    """Validation: a negative maintenance rate, or none for an underlying the book holds, is
+    refused naming liquidation_profile before the output folder exists (it used to fail in
+    the first block, after the output folder was touched)."""
+    files = _linear_book_files(tmp_path)
+    data = _config(tmp_path, [{"type": "monte_carlo", "name": "mc"}], book=files,
+                   liquidation_profile={"maintenance": maintenance, "n_paths": 200})
+    data["scenarios"].update(underlyings=["BTC", "ETH"], corr=[[1, 0.8], [0.8, 1]],
+                             params={"mu": 0.0, "sigma": [0.6, 0.75]})
+    data["run"]["output"] = "never"
+    with pytest.raises(ValueError, match=match):
+        run_batch(config_from_dict(data, tmp_path), progress=False)
+    assert not (tmp_path / "never").exists()
